@@ -1,0 +1,66 @@
+"""Run a list of named steps with a progress line each: `[3/11] state bucket ... created`.
+
+Steps share one Context (the values one step finds and a later one needs:
+account id, VPC id, policy ARNs). A failing step stops the run with the step
+named; every step checks before it acts, so re-running resumes where the
+last run stopped.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+from .config import ClusterConfig
+from .gateway import Aws
+from .runner import Runner
+
+
+@dataclass
+class Context:
+    cfg: ClusterConfig
+    aws: Aws
+    runner: Runner
+    manifests: Path  # the kustomize overlay to install (deploy/overlays/aws)
+    dry_run: bool = False
+    purge: bool = False
+    spec_out: Path | None = None  # where --dry-run writes the kops cluster spec
+    spec_runner: Runner | None = None  # runs the harmless `kops create cluster --dry-run` for real
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    account: str = "000000000000"  # the STS answer replaces it; dry-run keeps the placeholder
+    vpc_id: str = "vpc-dryrun"
+    policy_arns: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+
+class StepError(RuntimeError):
+    """A step could not finish; the message tells the admin what to do."""
+
+
+@dataclass
+class Step:
+    title: str
+    action: Callable[[Context], str]  # returns the outcome shown after "..."
+
+
+def run(steps: list[Step], ctx: Context) -> list[str]:
+    """Run steps in order; return their outcomes. Raise StepError naming the failed step."""
+    outcomes = []
+    width = len(str(len(steps)))
+    for number, step in enumerate(steps, 1):
+        prefix = f"[{number:>{width}}/{len(steps)}] {step.title}"
+        # The title first (flushed), so a slow step shows what it is waiting on.
+        print(f"{prefix} ...", end="\n" if ctx.dry_run else " ", file=ctx.out, flush=True)
+        try:
+            outcome = step.action(ctx)
+        except StepError as exc:
+            print("failed", file=ctx.out, flush=True)
+            raise StepError(f"{step.title}: {exc}") from exc
+        print(f"      -> {outcome} (dry run: nothing changed)" if ctx.dry_run else outcome, file=ctx.out, flush=True)
+        outcomes.append(outcome)
+    return outcomes

@@ -1,0 +1,214 @@
+"""The create and delete plans: which steps, in which order, doing what.
+
+AWS resources come first (kops needs the bucket, VPC and zone to exist),
+then kops, then the operator. `delete_steps` walks the same list backwards
+and says what it keeps.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+from pathlib import Path
+
+import yaml
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from . import admin, dns, iam, kops, network, registry, state_bucket
+from .plan import Context, Step, StepError
+from .runner import CommandFailed, require
+
+# Exact commands, so a missing tool costs one copy-paste.
+INSTALL_HINTS = {
+    "kops": "install kops: curl -fsSLo /usr/local/bin/kops "
+    "https://github.com/kubernetes/kops/releases/download/v1.32.1/kops-linux-amd64 && chmod +x /usr/local/bin/kops "
+    "(or build it: bash deploy/kops/build-kops.sh)",
+    "kubectl": "install kubectl: curl -fsSLo /usr/local/bin/kubectl "
+    "https://dl.k8s.io/release/v1.32.9/bin/linux/amd64/kubectl && chmod +x /usr/local/bin/kubectl "
+    "(or build it: bash deploy/local/build-kube.sh kubectl)",
+}
+CREDENTIALS_HINT = (
+    "no usable AWS credentials: run `aws configure` (or export AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY), then check with `aws sts get-caller-identity`"
+)
+
+
+def _aws_error(exc: Exception) -> StepError:
+    return StepError(f"AWS said: {exc}")
+
+
+def check_tools(ctx: Context) -> str:
+    missing = [INSTALL_HINTS[tool] for tool in ("kops", "kubectl") if ctx.runner.which(tool) is None]
+    if ctx.dry_run:
+        # A dry run only prints: missing tools are worth a warning, not a stop.
+        for hint in missing:
+            ctx.say(f"      warning: {hint}")
+        ctx.aws.read("sts", "get_caller_identity")
+        return "checked (credentials not asked in dry-run)"
+    if missing:
+        raise StepError("; ".join(missing))
+    try:
+        identity = ctx.aws.read("sts", "get_caller_identity") or {}
+    except NoCredentialsError as exc:
+        raise StepError(CREDENTIALS_HINT) from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise StepError(f"{CREDENTIALS_HINT} ({exc})") from exc
+    ctx.account = identity["Account"]
+    return f"kops, kubectl, AWS account {ctx.account} ({identity.get('Arn', '?')})"
+
+
+def _guard(action):
+    """Turn AWS failures into StepErrors (one line for the admin, chained for debugging)."""
+
+    def wrapped(ctx: Context) -> str:
+        try:
+            return action(ctx)
+        except (ClientError, BotoCoreError, state_bucket.BucketError) as exc:
+            raise _aws_error(exc) from exc
+        except CommandFailed as exc:
+            raise StepError(str(exc)) from exc
+
+    return wrapped
+
+
+def _vpc(ctx: Context) -> str:
+    status, ctx.vpc_id = network.ensure(ctx.aws, ctx.cfg)
+    return status
+
+
+def _policies(ctx: Context) -> str:
+    status, ctx.policy_arns = iam.ensure(ctx.aws, ctx.cfg, ctx.account)
+    return status
+
+
+def _cluster_exists(ctx: Context) -> bool:
+    if ctx.dry_run:
+        return False
+    return ctx.runner.run(kops.get_cluster(ctx.cfg), capture=True).ok
+
+
+def write_spec(ctx: Context) -> str:
+    """--dry-run: ask kops itself for the cluster spec it would create (no AWS change)."""
+    if ctx.spec_out is None:
+        return ""
+    spec_runner = ctx.spec_runner
+    if spec_runner is None or spec_runner.which("kops") is None:
+        return f"; kops not installed, spec not written ({INSTALL_HINTS['kops']})"
+    argv = kops.create_cluster(ctx.cfg, ctx.vpc_id, dry_run_yaml=True)
+    result = spec_runner.run(argv, capture=True)
+    if not result.ok:
+        tail = " ".join(result.stderr.strip().splitlines()[-2:])
+        return f"; `kops create cluster --dry-run` failed, spec not written: {tail}"
+    ctx.spec_out.write_text(result.stdout)
+    return f"; cluster spec written to {ctx.spec_out}"
+
+
+def _kops_create(ctx: Context) -> str:
+    if _cluster_exists(ctx):
+        status = "already exists"
+    else:
+        require(ctx.runner, kops.create_cluster(ctx.cfg, ctx.vpc_id))
+        status = "created"
+    if ctx.dry_run:
+        return status + write_spec(ctx)
+    # Attach our policies to the node role and allow ECR pulls: read, patch, replace only if changed.
+    current = yaml.safe_load(require(ctx.runner, kops.get_cluster(ctx.cfg, as_yaml=True), capture=True).stdout) or {}
+    patched = kops.patch_cluster_spec(current, ctx.policy_arns)
+    if patched != current:
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+            yaml.safe_dump(patched, handle, sort_keys=False)
+        try:
+            require(ctx.runner, kops.replace_cluster(ctx.cfg, handle.name))
+        finally:
+            os.unlink(handle.name)
+        status += "; node IAM policies attached"
+    return status
+
+
+def _kops_update(ctx: Context) -> str:
+    require(ctx.runner, kops.update_cluster(ctx.cfg))
+    return "applied (kops changes only what differs)"
+
+
+def _kops_validate(ctx: Context) -> str:
+    require(ctx.runner, kops.validate_cluster(ctx.cfg))
+    return "cluster is healthy"
+
+
+def install_kustomization(ctx: Context) -> dict:
+    """A kustomization layered on the aws overlay: this account's ECR image and model repository."""
+    registry_host = f"{ctx.account}.dkr.ecr.{ctx.cfg.region}.amazonaws.com"
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [str(ctx.manifests.resolve())],
+        "images": [{"name": "irisop-operator", "newName": f"{registry_host}/{ctx.cfg.operator_repository}",
+                    "newTag": ctx.cfg.operator_image_tag}],
+        "configMapGenerator": [{"name": "irisop-operator-config", "behavior": "merge", "literals": [
+            f"IRISOP_DEFAULT_REPOSITORY={registry_host}/{ctx.cfg.model_repository}",
+            f"AWS_REGION={ctx.cfg.region}",
+        ]}],
+    }
+
+
+def _install(ctx: Context) -> str:
+    with tempfile.TemporaryDirectory(prefix="irisop-install-") as tmp:
+        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(install_kustomization(ctx), sort_keys=False))
+        require(ctx.runner, kops.kubectl_apply(ctx.cfg, tmp))
+    return "CRD and operator applied (server-side apply: re-running changes nothing)"
+
+
+def create_steps(cfg) -> list[Step]:
+    zone = "gossip DNS (no hosted zone)" if cfg.gossip else f"private hosted zone {cfg.effective_dns_zone}"
+    return [
+        Step("checking kops, kubectl and AWS credentials", check_tools),
+        Step(f"state bucket {cfg.state_store}", _guard(lambda c: state_bucket.ensure(c.aws, c.cfg))),
+        Step(f"VPC {cfg.vpc_cidr}", _guard(_vpc)),
+        Step(zone, _guard(lambda c: dns.ensure(c.aws, c.cfg, c.vpc_id))),
+        Step("ECR repositories", _guard(lambda c: registry.ensure(c.aws, c.cfg))),
+        Step("IAM policies (nodes: ECR pull; operator: S3 read + ECR push)", _guard(_policies)),
+        Step("admin instance", _guard(lambda c: admin.ensure(c.aws, c.cfg, c.vpc_id))),
+        Step(f"kops cluster {cfg.name}", _guard(_kops_create)),
+        Step("kops update cluster --yes", _guard(_kops_update)),
+        Step(f"kops validate cluster (up to {cfg.validate_timeout})", _guard(_kops_validate)),
+        Step("installing the CRD and the operator", _guard(_install)),
+    ]
+
+
+def _kops_delete(ctx: Context) -> str:
+    if not ctx.dry_run and not _cluster_exists(ctx):
+        return "not found"
+    require(ctx.runner, kops.delete_cluster(ctx.cfg))
+    return "deleted"
+
+
+def _keep(ctx: Context, outcome: str) -> str:
+    if outcome.startswith("kept"):
+        ctx.kept.append(outcome)
+    return outcome
+
+
+def delete_steps(cfg) -> list[Step]:
+    zone = "gossip DNS (no hosted zone)" if cfg.gossip else f"private hosted zone {cfg.effective_dns_zone}"
+    return [
+        Step("checking kops, kubectl and AWS credentials", check_tools),
+        # kops delete needs the state bucket, so it runs before the bucket step.
+        Step(f"kops cluster {cfg.name}", _guard(_kops_delete)),
+        Step("admin instance", _guard(lambda c: admin.delete(c.aws, c.cfg))),
+        Step("IAM policies", _guard(lambda c: iam.delete(c.aws, c.cfg))),
+        Step("ECR repositories", _guard(lambda c: _keep(c, registry.delete(c.aws, c.cfg, c.purge)))),
+        Step(zone, _guard(lambda c: dns.delete(c.aws, c.cfg))),
+        Step(f"VPC {cfg.vpc_cidr}", _guard(lambda c: network.delete(c.aws, c.cfg))),
+        Step(f"state bucket {cfg.state_store}",
+             _guard(lambda c: _keep(c, state_bucket.delete(c.aws, c.cfg, c.purge)))),
+    ]
+
+
+def next_steps(ctx: Context) -> str:
+    sample = Path(__file__).resolve().parents[1] / "examples" / "irismodel.yaml"
+    return "\n".join([
+        "Next: apply the sample IrisModel and watch it become Ready:",
+        f"  {shlex.join(['kubectl', '--context', ctx.cfg.name, 'apply', '-f', str(sample)])}",
+        f"  kubectl --context {shlex.quote(ctx.cfg.name)} get irismodels -A -w",
+        f"Model artifacts go to s3://{ctx.cfg.effective_model_bucket}/ (the operator may only read that bucket).",
+    ])

@@ -1,0 +1,1 @@
+"""irismodel-operator."""

@@ -1,0 +1,153 @@
+"""The Debian bookworm Python base image, built without Docker Hub.
+
+Why debootstrap: this project must build on machines with no Docker engine and
+no access to Docker Hub, only to a Debian mirror. ``debootstrap`` gives a
+minimal, reproducible Debian root filesystem; ``podman import`` turns its tar
+into a one-layer image. The rootfs tarball is cached under ``cache_dir()`` so
+only the first build on a machine pays the ~2 minutes.
+
+Also here: the containers.conf that podman/buildah need on these VMs
+(``runc`` because ``crun`` refuses hybrid cgroups, and ``default_ulimits = []``
+because the VM withholds CAP_SYS_RESOURCE), shared by every image command.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .process import cache_dir
+
+BASE_IMAGE = "localhost/irisop/python-base:bookworm"
+SUITE = "bookworm"
+MIRROR = os.environ.get("IRISOP_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+# python3-venv/pip: the BentoML template creates a venv and installs uv with pip.
+PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates")
+
+_CONTAINERS_CONF = """\
+# Written by irisop_deploy.local.baseimage.
+[containers]
+# The VM withholds CAP_SYS_RESOURCE: raising RLIMIT_NOFILE fails inside runc.
+default_ulimits = []
+
+[engine]
+# crun fails with "cgroups in hybrid mode not supported" on these VMs.
+runtime = "runc"
+"""
+
+
+class ImageBuildError(RuntimeError):
+    """A base or runtime image build failed; the message ends with the tool output."""
+
+
+def containers_conf() -> Path:
+    """Path of the containers.conf every podman/buildah/skopeo call should use."""
+    path = cache_dir() / "containers" / "containers.conf"
+    if not path.exists() or path.read_text() != _CONTAINERS_CONF:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_CONTAINERS_CONF)
+    return path
+
+
+def container_env() -> dict[str, str]:
+    """os.environ plus CONTAINERS_CONF (an explicit caller setting wins)."""
+    env = dict(os.environ)
+    env.setdefault("CONTAINERS_CONF", str(containers_conf()))
+    return env
+
+
+def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
+        capture: bool = True) -> str:
+    """Run a build tool; raise ImageBuildError with the tail of its output on failure."""
+    proc = subprocess.run(
+        argv,
+        env=env or container_env(),
+        cwd=cwd,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.STDOUT if capture else None,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout or "").splitlines()[-30:])
+        raise ImageBuildError(f"{' '.join(argv[:3])} ... exited with {proc.returncode}\n{tail}")
+    return proc.stdout or ""
+
+
+def image_exists(ref: str) -> bool:
+    env = container_env()
+    return subprocess.run(["podman", "image", "exists", ref], env=env, check=False).returncode == 0
+
+
+def rootfs_tarball() -> Path:
+    return cache_dir() / "images" / f"python-base-{SUITE}.tar"
+
+
+def build_rootfs_tarball(tarball: Path) -> None:
+    """debootstrap a minimal bookworm with Python and tar it (needs root)."""
+    for tool in ("debootstrap", "tar"):
+        if shutil.which(tool) is None:
+            raise ImageBuildError(f"{tool} not found: apt-get install debootstrap")
+    tarball.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="irisop-rootfs-", dir=tarball.parent) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+             SUITE, str(rootfs), MIRROR])
+        # PEP 668 marker: the BentoML Dockerfile template pip-installs uv into the
+        # system Python; the image is single-purpose, so the marker only gets in the way.
+        for marker in rootfs.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
+            marker.unlink()
+        # Keep the image small and free of host-specific state.
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc",
+                     "usr/share/man", "usr/share/info", "var/log"):
+            target = rootfs / junk
+            if target.is_dir():
+                for child in target.iterdir():
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+        partial = tarball.with_suffix(".partial")
+        run(["tar", "--numeric-owner", "--xattrs", "-C", str(rootfs), "-cf", str(partial), "."])
+        partial.rename(tarball)
+
+
+def ensure_base_image(ref: str = BASE_IMAGE, *, rebuild: bool = False) -> str:
+    """Make sure the base image exists in local podman storage; return its ref."""
+    if not rebuild and image_exists(ref):
+        return ref
+    tarball = rootfs_tarball()
+    if rebuild or not tarball.exists():
+        build_rootfs_tarball(tarball)
+    run([
+        "podman", "import",
+        "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "--change", "ENV LANG=C.UTF-8",
+        "--change", 'CMD ["/usr/bin/python3"]',
+        str(tarball), ref,
+    ])
+    return ref
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="build the Debian bookworm Python base image")
+    parser.add_argument("--ref", default=BASE_IMAGE)
+    parser.add_argument("--rebuild", action="store_true", help="ignore the cached rootfs tarball")
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+    try:
+        ref = ensure_base_image(args.ref, rebuild=args.rebuild)
+    except ImageBuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{ref} ready in {time.monotonic() - start:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+module irisop.local/gobin
+
+go 1.22

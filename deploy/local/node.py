@@ -1,0 +1,528 @@
+"""A real worker node for the local control plane: containerd + runc, CNI
+bridge networking, kubelet and kube-proxy (issue 5).
+
+Everything the node writes lives under ``home`` (default: the control plane's
+home + /node): containerd's root and state, runc's state, the kubelet root
+and pod logs, CNI IPAM state. Only three things are host-global and so the
+node is a singleton per machine: the bridge ``irisop0``, the pod subnet's
+routes, and kube-proxy's iptables chains. ``down`` drains pods, stops every
+process, removes kube-proxy's rules, unmounts what is left under ``home`` and
+deletes the bridge.
+
+Facts about this VM that shaped the settings are in docs/local-cluster.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import binaries, images
+from .controlplane import CLUSTER_DOMAIN, ControlPlane
+from .pki import CertSpec
+from .process import ManagedProcess, ProcessError, free_port, http_ok
+
+NODE_NAME = "irisop-node"
+POD_CIDR = "10.244.0.0/24"
+BRIDGE = "irisop0"
+CNI_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
+DEFAULT_INSECURE_REGISTRIES = ("127.0.0.1:5000", "localhost:5000")
+# One node per machine: kube-proxy's iptables chains and the bridge are global.
+OWNER_FILE = Path("/run/irisop/node-owner")
+
+KUBE_PROXY = CertSpec("kube-proxy", "system:kube-proxy")
+
+
+class NodeError(ProcessError):
+    """The node could not be started or stopped cleanly."""
+
+
+def host_ip() -> str:
+    """The address of the interface that holds the default route.
+
+    The kubelet and pods need a non-loopback node address: Endpoints and pod
+    host IPs may not be 127.0.0.0/8. Connecting a UDP socket sends nothing.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect(("198.51.100.1", 9))  # TEST-NET-2 address: routing lookup only
+        except OSError as exc:
+            raise NodeError("no IPv4 default route: the node needs a non-loopback address") from exc
+        return sock.getsockname()[0]
+
+
+@dataclass
+class NodePorts:
+    kubelet: int
+    kubelet_healthz: int
+    proxy_healthz: int
+    proxy_metrics: int
+
+    @classmethod
+    def pick(cls) -> "NodePorts":
+        return cls(*(free_port() for _ in range(4)))
+
+
+def _run(argv: list[str], check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout)
+    except subprocess.CalledProcessError as exc:
+        raise NodeError(f"{' '.join(argv[:4])} failed: {exc.stderr.strip()}") from exc
+
+
+class Node:
+    """The single local node, attached to a ControlPlane."""
+
+    def __init__(self, plane: ControlPlane, home: Path | None = None, *,
+                 insecure_registries: tuple[str, ...] = DEFAULT_INSECURE_REGISTRIES) -> None:
+        self.plane = plane
+        self.home = Path(home) if home is not None else plane.home / "node"
+        self.insecure_registries = insecure_registries
+
+    # -- paths -------------------------------------------------------------------
+    @property
+    def containerd_dir(self) -> Path:
+        return self.home / "containerd"
+
+    @property
+    def containerd_sock(self) -> Path:
+        return self.containerd_dir / "containerd.sock"
+
+    @property
+    def registry_config_dir(self) -> Path:
+        return self.containerd_dir / "certs.d"
+
+    @property
+    def cni_conf_dir(self) -> Path:
+        return self.home / "cni" / "net.d"
+
+    @property
+    def kubelet_dir(self) -> Path:
+        return self.home / "kubelet"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    def ports(self) -> NodePorts:
+        path = self.home / "ports.json"
+        try:
+            return NodePorts(**json.loads(path.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            ports = NodePorts.pick()
+            self.home.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(asdict(ports)))
+            return ports
+
+    def ctr(self, *args: str, namespace: str = "k8s.io") -> list[str]:
+        return ["ctr", "--address", str(self.containerd_sock), "--namespace", namespace, *args]
+
+    # -- lifecycle ---------------------------------------------------------------
+    def up(self) -> Path:
+        """Start the control plane if needed, then the node; wait until the
+        Node is Ready. Return the admin kubeconfig path."""
+        self._claim()
+        kubeconfig = self.plane.up()
+        bin_dir = binaries.ensure_kube_binaries(binaries.NODE_BINARIES, build=self.plane.build)
+        for name, pkg in (("containerd", "containerd"), ("runc", "runc"), ("ctr", "containerd"),
+                          ("iptables", "iptables"), ("conntrack", "conntrack")):
+            binaries.system_binary(name, package=pkg, extra_dirs=("/usr/sbin", "/sbin"))
+        if not Path(CNI_BIN_DIR, "bridge").exists():
+            raise binaries.MissingBinary(f"{CNI_BIN_DIR}/bridge not found; install containernetworking-plugins")
+        node_ip = host_ip()
+        self._prepare_host()
+        self._write_containerd_config()
+        self.trust_registries(self.insecure_registries)
+        self._write_cni_config()
+        self._write_identities(node_ip)
+        containerd, kubelet, proxy = self.processes(bin_dir, node_ip)
+        containerd.start()
+        self._import_pause_image()
+        kubelet.start()
+        proxy.start()
+        self.wait_node_ready()
+        return kubeconfig
+
+    def down(self) -> None:
+        """Drain pods, stop the node's processes and leave nothing mounted."""
+        if not (self.home / "ports.json").exists():
+            return
+        containerd, kubelet, proxy = self.processes()
+        if kubelet.running() and self.plane.running():
+            self._drain()
+        proxy.stop()
+        self._cleanup_kube_proxy_rules()
+        kubelet.stop()
+        if containerd.running():
+            self._kill_tasks()
+        containerd.stop()
+        self._kill_stray_shims()
+        self._unmount_all()
+        _run(["ip", "link", "delete", BRIDGE], check=False)
+        if self.plane.running():
+            self._delete_node_object()
+        if OWNER_FILE.exists() and OWNER_FILE.read_text() == str(self.home):
+            OWNER_FILE.unlink()
+
+    def status(self) -> dict[str, int | None]:
+        if not (self.home / "ports.json").exists():
+            return dict.fromkeys(("containerd", "kubelet", "kube-proxy"))
+        return {proc.name: proc.pid() for proc in self.processes()}
+
+    def running(self) -> bool:
+        return all(pid is not None for pid in self.status().values())
+
+    def trust_registries(self, registries: tuple[str, ...]) -> None:
+        """Let the node pull over plain HTTP from these host:port registries.
+
+        containerd reads certs.d/<host>/hosts.toml at every pull, so this works
+        on a running node too (tests add a registry on a free port).
+        """
+        for registry in registries:
+            directory = self.registry_config_dir / registry
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "hosts.toml").write_text(
+                f'server = "http://{registry}"\n\n'
+                f'[host."http://{registry}"]\n'
+                '  capabilities = ["pull", "resolve"]\n'
+                "  skip_verify = true\n"
+            )
+
+    # -- setup pieces ------------------------------------------------------------
+    def _claim(self) -> None:
+        OWNER_FILE.parent.mkdir(parents=True, exist_ok=True)
+        if OWNER_FILE.exists():
+            owner = Path(OWNER_FILE.read_text())
+            if owner != self.home and Node(self.plane, owner).status().get("kubelet"):
+                raise NodeError(
+                    f"another irisop node is running (state in {owner}); stop it first: "
+                    "only one node per machine (shared bridge and iptables chains)"
+                )
+        OWNER_FILE.write_text(str(self.home))
+
+    def _prepare_host(self) -> None:
+        """Kernel settings the node's networking needs (all are already the
+        default on this VM; written anyway so a fresh machine works)."""
+        for key, value in (("net/ipv4/ip_forward", "1"),
+                           ("net/bridge/bridge-nf-call-iptables", "1")):
+            path = Path("/proc/sys") / key
+            if not path.exists():
+                if "bridge" in key:
+                    _run(["modprobe", "br_netfilter"], check=False)
+                if not path.exists():
+                    raise NodeError(f"{path} missing: load the br_netfilter kernel module")
+            if path.read_text().strip() != value:
+                path.write_text(value)
+
+    def _write_containerd_config(self) -> None:
+        d = self.containerd_dir
+        d.mkdir(parents=True, exist_ok=True)
+        cri = 'plugins."io.containerd.grpc.v1.cri"'
+        config = f"""# Written by irisop_deploy.local.node; regenerated on every `up`.
+version = 2
+root = "{d / 'root'}"
+state = "{d / 'state'}"
+# Plugins this node never uses; disabling them keeps the log free of errors.
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+
+[grpc]
+  address = "{self.containerd_sock}"
+[ttrpc]
+  address = "{self.containerd_sock}.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d / 'opt'}"
+
+[{cri}]
+  # Built locally (deploy/local/gobin/pause) and imported: never pulled.
+  sandbox_image = "{images.PAUSE_IMAGE}"
+  # This kernel has no AppArmor; do not try to load profiles.
+  disable_apparmor = true
+  # The VM withholds CAP_SYS_RESOURCE, so a negative oom_score_adj (the
+  # kubelet asks -998 for sandboxes) makes runc fail with "can't get final
+  # child's PID from pipe: EOF". Clamp to containerd's own score instead.
+  restrict_oom_score_adj = true
+  # Keep network namespaces under our state dir, not /var/run/netns, so a
+  # down() can find and unmount every one of them.
+  netns_mounts_under_state_dir = true
+  [{cri}.containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [{cri}.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [{cri}.containerd.runtimes.runc.options]
+        # crun fails on hybrid cgroups; the kubelet uses cgroupfs, so must runc.
+        BinaryName = "{binaries.system_binary('runc', package='runc', extra_dirs=('/usr/sbin',))}"
+        SystemdCgroup = false
+        Root = "{d / 'runc'}"
+  [{cri}.cni]
+    bin_dir = "{CNI_BIN_DIR}"
+    conf_dir = "{self.cni_conf_dir}"
+  [{cri}.registry]
+    config_path = "{self.registry_config_dir}"
+"""
+        (d / "config.toml").write_text(config)
+
+    def _write_cni_config(self) -> None:
+        self.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+        conflist = {
+            "cniVersion": "1.0.0",
+            "name": "irisop",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": BRIDGE,
+                    "isGateway": True,
+                    "ipMasq": True,  # pods reach the outside (and the registry) via SNAT
+                    "hairpinMode": True,  # a pod can reach itself through its Service
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{"subnet": POD_CIDR}]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                        "dataDir": str(self.home / "cni" / "ipam"),
+                    },
+                },
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ],
+        }
+        (self.cni_conf_dir / "10-irisop.conflist").write_text(json.dumps(conflist, indent=2))
+
+    def _node_specs(self, node_ip: str) -> tuple[CertSpec, CertSpec]:
+        client = CertSpec("kubelet-client", f"system:node:{NODE_NAME}", organizations=("system:nodes",))
+        serving = CertSpec("kubelet-serving", f"system:node:{NODE_NAME}", organizations=("system:nodes",),
+                           dns_names=(NODE_NAME, "localhost"), ip_addresses=(node_ip, "127.0.0.1"),
+                           server=True, client=False)
+        return client, serving
+
+    def _write_identities(self, node_ip: str) -> None:
+        client, serving = self._node_specs(node_ip)
+        self.plane.pki.ensure_leaf(serving)
+        self.plane.write_kubeconfig_for(client)
+        self.plane.write_kubeconfig_for(KUBE_PROXY)
+
+    def _kubelet_config(self, node_ip: str) -> Path:
+        pki = self.plane.pki
+        ports = self.ports()
+        config: dict[str, Any] = {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "address": node_ip,
+            "port": ports.kubelet,
+            "readOnlyPort": 0,
+            "healthzBindAddress": "127.0.0.1",
+            "healthzPort": ports.kubelet_healthz,
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": True},
+                "x509": {"clientCAFile": str(pki.ca_cert)},
+            },
+            "authorization": {"mode": "Webhook"},
+            "tlsCertFile": str(pki.cert("kubelet-serving")),
+            "tlsPrivateKeyFile": str(pki.key("kubelet-serving")),
+            # This VM has hybrid cgroups (v1 controllers) and no systemd as PID 1.
+            "cgroupDriver": "cgroupfs",
+            "failCgroupV1": False,
+            "containerRuntimeEndpoint": f"unix://{self.containerd_sock}",
+            "clusterDomain": CLUSTER_DOMAIN,
+            "resolvConf": "/etc/resolv.conf",
+            "podLogsDir": str(self.home / "pod-logs"),
+            "failSwapOn": False,
+            # A developer disk is shared with everything else: never evict or
+            # garbage-collect images (the pause image is imported, not pullable).
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
+            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
+                             "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
+            "serializeImagePulls": False,
+            "registerNode": True,
+            # Faster status updates: a fresh pod shows Ready sooner.
+            "nodeStatusUpdateFrequency": "5s",
+            "syncFrequency": "10s",
+        }
+        path = self.home / "kubelet-config.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+    def _import_pause_image(self) -> None:
+        listed = _run(self.ctr("images", "ls", "-q")).stdout.split()
+        if images.PAUSE_IMAGE in listed:
+            return
+        archive = images.pause_archive()
+        _run(self.ctr("images", "import", str(archive)), timeout=120)
+
+    def processes(self, bin_dir: Path | None = None,
+                  node_ip: str | None = None) -> tuple[ManagedProcess, ManagedProcess, ManagedProcess]:
+        bin_dir = bin_dir or binaries.kube_bin_dir()
+        ports = self.ports()
+        containerd = ManagedProcess(
+            name="containerd",
+            argv=["containerd", "--config", str(self.containerd_dir / "config.toml")],
+            home=self.logs,
+            ready=self._containerd_ready,
+            timeout=60,
+        )
+        client, _ = self._node_specs(node_ip or "127.0.0.1")
+        kubelet_argv = [
+            str(bin_dir / "kubelet"),
+            f"--config={self._kubelet_config(node_ip) if node_ip else self.home / 'kubelet-config.yaml'}",
+            f"--kubeconfig={self.plane.component_kubeconfig(client)}",
+            f"--root-dir={self.kubelet_dir}",
+            f"--hostname-override={NODE_NAME}",
+            f"--node-ip={node_ip or ''}",
+            "--v=1",
+        ]
+        kubelet = ManagedProcess(
+            name="kubelet",
+            argv=kubelet_argv,
+            home=self.logs,
+            ready=http_ok(f"http://127.0.0.1:{ports.kubelet_healthz}/healthz"),
+            timeout=120,
+        )
+        proxy = ManagedProcess(
+            name="kube-proxy",
+            argv=[
+                str(bin_dir / "kube-proxy"),
+                f"--kubeconfig={self.plane.component_kubeconfig(KUBE_PROXY)}",
+                "--proxy-mode=iptables",
+                f"--hostname-override={NODE_NAME}",
+                f"--cluster-cidr={POD_CIDR}",
+                f"--healthz-bind-address=127.0.0.1:{ports.proxy_healthz}",
+                f"--metrics-bind-address=127.0.0.1:{ports.proxy_metrics}",
+                # Leave the host's conntrack sysctls alone: a dev VM's defaults
+                # are fine and some VMs refuse the writes.
+                "--conntrack-max-per-core=0",
+            ],
+            home=self.logs,
+            ready=http_ok(f"http://127.0.0.1:{ports.proxy_healthz}/healthz"),
+            timeout=60,
+        )
+        return containerd, kubelet, proxy
+
+    def _containerd_ready(self) -> bool:
+        if not self.containerd_sock.exists():
+            return False
+        return subprocess.run(self.ctr("version"), capture_output=True, timeout=10).returncode == 0
+
+    def wait_node_ready(self, timeout: float = 120.0) -> None:
+        from kubernetes import client, config
+
+        with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
+            core = client.CoreV1Api(api)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if _node_ready(core):
+                    return
+                time.sleep(0.5)
+        raise NodeError(f"node {NODE_NAME} not Ready after {timeout:.0f}s; see {self.logs}/kubelet.log")
+
+    # -- teardown pieces ---------------------------------------------------------
+    def _drain(self, timeout: float = 60.0) -> None:
+        """Cordon, then delete every pod on the node and wait until the kubelet
+        has stopped them: the kubelet tears down sandboxes (CNI DEL, netns,
+        volume mounts) far more cleanly than killing processes would."""
+        from kubernetes import client, config
+        from kubernetes.client.rest import ApiException
+
+        with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
+            core = client.CoreV1Api(api)
+            try:
+                core.patch_node(NODE_NAME, {"spec": {"unschedulable": True}})
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                raise
+            selector = f"spec.nodeName={NODE_NAME}"
+            for pod in core.list_pod_for_all_namespaces(field_selector=selector).items:
+                try:
+                    core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
+                                               grace_period_seconds=2)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+            deadline = time.monotonic() + timeout
+            while core.list_pod_for_all_namespaces(field_selector=selector).items:
+                if time.monotonic() > deadline:
+                    break  # the process-level cleanup below still runs
+                time.sleep(0.5)
+
+    def _delete_node_object(self) -> None:
+        from kubernetes import client, config
+        from kubernetes.client.rest import ApiException
+
+        with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
+            try:
+                client.CoreV1Api(api).delete_node(NODE_NAME)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+
+    def _cleanup_kube_proxy_rules(self) -> None:
+        exe = binaries.kube_bin_dir() / "kube-proxy"
+        if exe.exists():
+            _run([str(exe), "--cleanup"], check=False)
+
+    def _kill_tasks(self) -> None:
+        for task in _run(self.ctr("tasks", "ls", "-q"), check=False).stdout.split():
+            _run(self.ctr("tasks", "kill", "--signal", "SIGKILL", task), check=False)
+            _run(self.ctr("tasks", "delete", "--force", task), check=False)
+
+    def _kill_stray_shims(self) -> None:
+        """containerd-shim-runc-v2 outlives containerd by design (its own
+        process group); kill the ones that belong to this node's socket."""
+        marker = str(self.containerd_sock).encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"containerd-shim" in cmdline and marker in cmdline:
+                try:
+                    os.kill(int(proc.name), 9)
+                except ProcessLookupError:
+                    pass
+        # Container processes whose shim died are still known to runc.
+        runc_root = self.containerd_dir / "runc"
+        if runc_root.exists():
+            for ns_root in runc_root.iterdir():
+                listing = _run(["runc", "--root", str(ns_root), "list", "-q"], check=False).stdout.split()
+                for cid in listing:
+                    _run(["runc", "--root", str(ns_root), "delete", "--force", cid], check=False)
+
+    def _unmount_all(self) -> None:
+        """Unmount everything below home, deepest first (pod volumes, rootfs
+        overlays, network namespaces)."""
+        prefix = str(self.home.resolve()) + "/"
+        mounts = []
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            target = line.split()[4].replace("\\040", " ")
+            if target.startswith(prefix):
+                mounts.append(target)
+        for target in sorted(set(mounts), key=len, reverse=True):
+            _run(["umount", "--lazy", target], check=False)
+        still = [ln for ln in Path("/proc/self/mountinfo").read_text().splitlines()
+                 if ln.split()[4].startswith(prefix)]
+        if still:
+            raise NodeError(f"{len(still)} mounts left under {self.home}, e.g. {still[0].split()[4]}")
+
+
+def _node_ready(core: Any) -> bool:
+    from kubernetes.client.rest import ApiException
+
+    try:
+        node = core.read_node(NODE_NAME)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])

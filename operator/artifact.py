@@ -1,0 +1,265 @@
+"""S3 → verified local artifact, without ever loading the model.
+
+The operator holds cluster and AWS credentials, and a joblib file can run
+arbitrary code when unpickled, so this module only moves and hashes bytes:
+it reads ``model.json`` (validated with the shared contract), refuses a model
+file larger than the limit *before* downloading it (``head_object``), streams
+the file to disk while hashing it, and compares the hash with both the
+``spec.model.sha256`` pin and ``model.json``. Loading the model happens in the
+serving container, behind its readiness gate.
+
+Every failure is an ``ArtifactError`` whose ``reason`` goes straight into the
+``ArtifactReady`` condition; ``transient`` tells the handler whether to retry.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from irisop_serving.contract import (
+    METADATA_FILE,
+    ArtifactMetadata,
+    ContractError,
+    parse_metadata,
+    sha256_file,
+)
+
+from .pipeline import ArtifactError, ModelSource, VerifiedArtifact
+from .settings import Settings
+
+# Reasons (constant strings: they end up in status conditions and Events).
+NOT_FOUND = "ArtifactNotFound"
+CHECKSUM_MISMATCH = "ChecksumMismatch"
+INVALID_METADATA = "InvalidMetadata"
+TOO_LARGE = "TooLarge"
+FORMAT_MISMATCH = "FormatMismatch"
+ACCESS_DENIED = "AccessDenied"
+INVALID_URI = "InvalidURI"
+S3_UNAVAILABLE = "S3Unavailable"
+
+# model.json is a few hundred bytes; anything bigger is not our metadata.
+MAX_METADATA_BYTES = 64 * 1024
+_CHUNK = 1 << 20
+
+# S3 error codes that mean "the object or bucket is not there".
+_NOT_FOUND_CODES = {"NoSuchKey", "NoSuchBucket", "NoSuchVersion", "404", "NotFound"}
+# Codes that mean "these credentials may not read this": the user must fix IAM or the Secret.
+_DENIED_CODES = {
+    "AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+    "ExpiredToken", "InvalidToken", "AllAccessDisabled", "AccountProblem",
+}
+# Codes worth a retry: throttling and server-side trouble.
+_TRANSIENT_CODES = {
+    "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
+    "InternalError", "ServiceUnavailable", "503", "500", "502", "504",
+}
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str  # "" or ends with "/"
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+
+def parse_s3_uri(uri: str) -> S3Location:
+    """``s3://bucket/some/prefix/`` → bucket + prefix (the artifact directory)."""
+    if not uri.startswith("s3://"):
+        raise ArtifactError(INVALID_URI, f"{uri!r} is not an s3:// URI")
+    rest = uri[len("s3://"):]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ArtifactError(INVALID_URI, f"{uri!r} names no bucket")
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    return S3Location(bucket, prefix)
+
+
+def s3_client(credentials: Mapping[str, str] | None = None) -> Any:
+    """A boto3 S3 client on the standard chain, or on static keys from a Secret.
+
+    ``AWS_ENDPOINT_URL`` (S3-compatible stores, moto) is honoured by boto3 itself.
+    Few retries with short timeouts: the reconcile loop is the outer retry.
+    """
+    config = botocore.config.Config(
+        connect_timeout=5,
+        read_timeout=30,
+        retries={"mode": "standard", "max_attempts": 3},
+    )
+    if credentials:
+        try:
+            session = boto3.session.Session(
+                aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+                aws_session_token=credentials.get("AWS_SESSION_TOKEN") or None,
+            )
+        except KeyError as exc:
+            raise ArtifactError(
+                ACCESS_DENIED,
+                f"credentials Secret lacks {exc.args[0]} (needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+            ) from exc
+    else:
+        session = boto3.session.Session()
+    return session.client("s3", config=config)
+
+
+def classify_error(exc: Exception, what: str) -> ArtifactError:
+    """Map a botocore failure to a reason; the caller raises it ``from exc``."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in _NOT_FOUND_CODES or status == 404:
+            return ArtifactError(NOT_FOUND, f"{what} not found ({code})")
+        if code in _DENIED_CODES or status == 403:
+            return ArtifactError(ACCESS_DENIED, f"access to {what} denied ({code})")
+        if code in _TRANSIENT_CODES or (isinstance(status, int) and status >= 500):
+            return ArtifactError(S3_UNAVAILABLE, f"S3 error reading {what} ({code})", transient=True)
+        return ArtifactError(ACCESS_DENIED if status == 401 else NOT_FOUND,
+                             f"S3 refused {what}: {code} {err.get('Message', '')}".strip())
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return ArtifactError(ACCESS_DENIED, f"no AWS credentials to read {what}")
+    # Connection refused, timeouts, truncated bodies: S3 (or the network) is having a bad moment.
+    return ArtifactError(S3_UNAVAILABLE, f"S3 unreachable reading {what}: {exc}", transient=True)
+
+
+_BOTO_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+
+def _read_metadata(client: Any, loc: S3Location) -> tuple[bytes, ArtifactMetadata]:
+    key = loc.key(METADATA_FILE)
+    what = f"s3://{loc.bucket}/{key}"
+    try:
+        obj = client.get_object(Bucket=loc.bucket, Key=key)
+        if obj["ContentLength"] > MAX_METADATA_BYTES:
+            obj["Body"].close()
+            raise ArtifactError(TOO_LARGE, f"{what} is {obj['ContentLength']} bytes; metadata is at most {MAX_METADATA_BYTES}")
+        raw = obj["Body"].read()
+    except _BOTO_ERRORS as exc:
+        raise classify_error(exc, what) from exc
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(INVALID_METADATA, f"{what} is not valid JSON: {exc}") from exc
+    try:
+        return raw, parse_metadata(doc)
+    except ContractError as exc:
+        raise ArtifactError(INVALID_METADATA, str(exc)) from exc
+
+
+def _check_claims(source: ModelSource, meta: ArtifactMetadata) -> None:
+    """The cheap checks that need no download: format and the sha pin."""
+    if source.format != meta.format:
+        raise ArtifactError(FORMAT_MISMATCH, f"spec.model.format is {source.format!r} but model.json says {meta.format!r}")
+    if source.sha256 and source.sha256.lower() != meta.sha256:
+        raise ArtifactError(
+            CHECKSUM_MISMATCH,
+            f"spec.model.sha256 pins {source.sha256[:12]} but model.json describes {meta.sha256[:12]}",
+        )
+
+
+def _head_model(client: Any, loc: S3Location, meta: ArtifactMetadata, limit: int) -> dict[str, Any]:
+    key = loc.key(meta.model_file)
+    what = f"s3://{loc.bucket}/{key}"
+    try:
+        head = client.head_object(Bucket=loc.bucket, Key=key)
+    except _BOTO_ERRORS as exc:
+        raise classify_error(exc, what) from exc
+    size = int(head["ContentLength"])
+    if size > limit:
+        raise ArtifactError(TOO_LARGE, f"{what} is {size} bytes, over the {limit}-byte limit")
+    claimed = meta.raw.get("size_bytes")
+    if claimed is not None and claimed != size:
+        raise ArtifactError(CHECKSUM_MISMATCH, f"{what} is {size} bytes but model.json says {claimed}")
+    return head
+
+
+def _download(client: Any, loc: S3Location, meta: ArtifactMetadata, head: Mapping[str, Any],
+              dest: Path, limit: int) -> str:
+    """Stream the exact version we sized up to ``dest``; return its sha256.
+
+    ``limit`` is the size head_object announced: more bytes than that means the
+    object is not the one we checked.
+    """
+    key = loc.key(meta.model_file)
+    what = f"s3://{loc.bucket}/{key}"
+    kwargs: dict[str, Any] = {"Bucket": loc.bucket, "Key": key}
+    # Pin the version (or ETag) we checked with head_object, so a concurrent
+    # upload cannot swap in a different, unchecked object between the two calls.
+    if head.get("VersionId") and head["VersionId"] != "null":
+        kwargs["VersionId"] = head["VersionId"]
+    elif head.get("ETag"):
+        kwargs["IfMatch"] = head["ETag"]
+    digest = hashlib.sha256()
+    written = 0
+    fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                body = client.get_object(**kwargs)["Body"]
+                for block in body.iter_chunks(_CHUNK):
+                    written += len(block)
+                    if written > limit:  # the object changed size under us
+                        raise ArtifactError(CHECKSUM_MISMATCH, f"{what} is longer than the {limit} bytes S3 announced")
+                    digest.update(block)
+                    out.write(block)
+            except _BOTO_ERRORS as exc:
+                raise classify_error(exc, what) from exc
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return digest.hexdigest()
+
+
+def artifact_dir(settings: Settings, sha256: str) -> Path:
+    return Path(settings.work_dir) / "artifacts" / sha256
+
+
+def fetch_artifact(source: ModelSource, settings: Settings, *, client: Any = None) -> VerifiedArtifact:
+    """Download and verify the artifact at ``source.uri``; never load the model.
+
+    The result lives in ``<work_dir>/artifacts/<sha256>/`` (model file +
+    model.json). A directory already holding the right bytes is reused, but the
+    S3 checks (metadata, size, version) always run so a changed object is seen.
+    """
+    loc = parse_s3_uri(source.uri)
+    client = client or s3_client(source.credentials)
+    raw_meta, meta = _read_metadata(client, loc)
+    _check_claims(source, meta)
+    head = _head_model(client, loc, meta, settings.max_artifact_bytes)
+
+    target = artifact_dir(settings, meta.sha256)
+    target.mkdir(parents=True, exist_ok=True)
+    model_path = target / meta.model_file
+    if model_path.exists() and sha256_file(str(model_path)) == meta.sha256:
+        actual = meta.sha256  # verified earlier; re-hashed just now
+    else:
+        actual = _download(client, loc, meta, head, model_path, int(head["ContentLength"]))
+    if actual != meta.sha256:
+        model_path.unlink(missing_ok=True)  # never leave unverified bytes where a later call could trust them
+        raise ArtifactError(
+            CHECKSUM_MISMATCH,
+            f"s3://{loc.bucket}/{loc.key(meta.model_file)} hashes to {actual[:12]} but model.json says {meta.sha256[:12]}",
+        )
+    (target / METADATA_FILE).write_bytes(raw_meta)
+    version = head.get("VersionId")
+    return VerifiedArtifact(
+        uri=source.uri,
+        sha256=meta.sha256,
+        metadata=meta,
+        local_dir=target,
+        version_id=version if version and version != "null" else None,
+        etag=(head.get("ETag") or "").strip('"') or None,
+    )

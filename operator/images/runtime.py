@@ -1,0 +1,178 @@
+"""The runtime image: BentoML + the serving code, built once per serving version.
+
+Heavy and rare (a pip install of scikit-learn and BentoML), so it is keyed by
+a hash of everything that goes into it — the ``serving/`` sources, the
+Containerfile template, the base image id and the BentoML version — and a
+build is skipped when ``localhost/irisop/runtime:r-<key>`` already exists.
+
+Steps: ``bentoml build -f serving/bentofile.yaml .`` into a throw-away
+BENTOML_HOME, then ``buildah bud`` of deploy/images/runtime.Containerfile with
+the Bento as context, on the Debian base image. An *extra CA bundle* (for
+TLS-intercepting proxies) is mounted for the build only, never baked in.
+
+The model is not in this image; ``irisop_operator.images.model`` layers it on
+top through the registry API, in seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+RUNTIME_REPO = "localhost/irisop/runtime"
+CONTAINERFILE = Path("deploy/images/runtime.Containerfile")
+BENTOFILE = Path("serving/bentofile.yaml")
+# Where the extra CA bundle appears inside build containers (RUN steps only).
+EXTRA_CA_MOUNT = "/run/irisop-extra-ca.pem"
+_SKIP_PARTS = {"__pycache__", ".pytest_cache"}
+
+
+class RuntimeBuildError(RuntimeError):
+    """bentoml or buildah failed; the message carries the tail of their output."""
+
+
+@dataclass(frozen=True)
+class RuntimeImage:
+    ref: str  # local containers-storage reference
+    key: str
+    built: bool  # False when an image with this key already existed
+    seconds: float
+
+
+def source_key(repo_root: Path, base_image_id: str, bentoml_version: str) -> str:
+    """Content hash of everything the runtime image is built from."""
+    digest = hashlib.sha256()
+    digest.update(f"base={base_image_id}\nbentoml={bentoml_version}\n".encode())
+    files = [repo_root / CONTAINERFILE]
+    files += sorted(
+        p for p in (repo_root / "serving").rglob("*")
+        if p.is_file() and not _SKIP_PARTS.intersection(p.parts) and p.suffix != ".pyc"
+    )
+    for path in files:
+        digest.update(str(path.relative_to(repo_root)).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:20]
+
+
+def buildah_argv(context: Path, containerfile: Path, tag: str, base_image: str,
+                 extra_ca: Path | None = None, *, layers: bool = True) -> list[str]:
+    """The buildah command line (pure: unit-tested)."""
+    argv = [
+        "buildah", "bud",
+        "--isolation", "chroot",  # no user namespaces or nested cgroups needed
+        "--runtime", "runc",  # crun refuses hybrid cgroups on these VMs
+        f"--layers={'true' if layers else 'false'}",
+        "--build-arg", f"BASE_IMAGE={base_image}",
+        "-f", str(containerfile),
+        "-t", tag,
+    ]
+    if extra_ca is not None:
+        # Mounted for RUN steps only and referenced through a build arg, so the
+        # bundle never lands in a layer and the image stays proxy-agnostic.
+        argv += ["-v", f"{extra_ca.resolve()}:{EXTRA_CA_MOUNT}:ro", "--build-arg", f"EXTRA_CA={EXTRA_CA_MOUNT}"]
+    argv.append(str(context))
+    return argv
+
+
+def _run(argv: Sequence[str], *, env: dict[str, str], cwd: Path | None = None) -> str:
+    proc = subprocess.run(list(argv), env=env, cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.splitlines()[-40:])
+        raise RuntimeBuildError(f"{argv[0]} {argv[1]} exited with {proc.returncode}\n{tail}")
+    return proc.stdout
+
+
+def build_bento(repo_root: Path, home: Path, env: dict[str, str]) -> Path:
+    """``bentoml build`` from the repo root into ``home``; return the Bento directory."""
+    if not (repo_root / BENTOFILE).exists():
+        raise RuntimeBuildError(f"{repo_root / BENTOFILE} not found")
+    bentoml = shutil.which("bentoml") or "bentoml"
+    _run([bentoml, "build", "-f", str(BENTOFILE), "."], env={**env, "BENTOML_HOME": str(home)}, cwd=repo_root)
+    bentos = [p.parent for p in (home / "bentos").glob("*/*/bento.yaml")]
+    if len(bentos) != 1:
+        raise RuntimeBuildError(f"expected one Bento under {home}, found {len(bentos)}")
+    return bentos[0]
+
+
+def image_id(ref: str, env: dict[str, str]) -> str | None:
+    proc = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", ref],
+                          env=env, capture_output=True, text=True, check=False)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def ensure_runtime_image(repo_root: Path, *, base_image: str | None = None, extra_ca: Path | None = None,
+                         rebuild: bool = False, layers: bool = True, tag: str | None = None) -> RuntimeImage:
+    """Build the runtime image unless one with the same content key exists."""
+    from importlib.metadata import version
+
+    from irisop_deploy.local.baseimage import BASE_IMAGE, container_env, ensure_base_image
+
+    start = time.monotonic()
+    env = container_env()
+    base_image = base_image or ensure_base_image(BASE_IMAGE)
+    base_id = image_id(base_image, env)
+    if base_id is None:
+        raise RuntimeBuildError(f"base image {base_image} not in local storage")
+    repo_root = repo_root.resolve()
+    key = source_key(repo_root, base_id, version("bentoml"))
+    ref = tag or f"{RUNTIME_REPO}:r-{key}"
+    if not rebuild and image_id(ref, env):
+        return RuntimeImage(ref, key, built=False, seconds=time.monotonic() - start)
+    if extra_ca is not None and not extra_ca.is_file():
+        raise RuntimeBuildError(f"extra CA bundle {extra_ca} is not a file")
+    with tempfile.TemporaryDirectory(prefix="irisop-bento-") as tmp:
+        bento = build_bento(repo_root, Path(tmp), env)
+        argv = buildah_argv(bento, repo_root / CONTAINERFILE, ref, base_image, extra_ca, layers=layers)
+        _run(argv, env=env)
+    return RuntimeImage(ref, key, built=True, seconds=time.monotonic() - start)
+
+
+def push_local_image(ref: str, destination: str, *, username: str = "", password: str = "",
+                     tls_verify: bool = True) -> str:
+    """Copy a local image to ``registry/repo:tag`` with skopeo; return its manifest digest."""
+    from irisop_deploy.local.baseimage import container_env
+
+    with tempfile.TemporaryDirectory(prefix="irisop-push-") as tmp:
+        digest_file = Path(tmp) / "digest"
+        argv = ["skopeo", "copy", "--quiet", f"--dest-tls-verify={'true' if tls_verify else 'false'}",
+                "--digestfile", str(digest_file)]
+        env = container_env()
+        if username:
+            # Through the environment-free authfile route would need a file; --dest-creds
+            # is visible in /proc only to root on this single-user build host.
+            argv += ["--dest-creds", f"{username}:{password}"]
+        argv += [f"containers-storage:{ref}", f"docker://{destination}"]
+        _run(argv, env=env)
+        return digest_file.read_text().strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="build the BentoML runtime image (once per serving version)")
+    parser.add_argument("--repo-root", type=Path, default=Path.cwd())
+    parser.add_argument("--extra-ca", type=Path, default=os.environ.get("IRISOP_BUILD_CA_BUNDLE") or None,
+                        help="CA bundle mounted for the build only (TLS-intercepting proxies)")
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--no-layers", action="store_true", help="do not reuse buildah's layer cache")
+    args = parser.parse_args(argv)
+    try:
+        result = ensure_runtime_image(args.repo_root, extra_ca=args.extra_ca, rebuild=args.rebuild,
+                                      layers=not args.no_layers)
+    except RuntimeBuildError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    state = "built" if result.built else "reused"
+    print(f"{result.ref} {state} in {result.seconds:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

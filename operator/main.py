@@ -1,0 +1,41 @@
+"""`irisop operator run`: start the kopf operator with our settings."""
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig (or in-cluster config)")
+    run.add_argument("-n", "--namespace", action="append", default=[],
+                     help="watch only this namespace (repeatable); default: IRISOP_WATCH_NAMESPACES or cluster-wide")
+    run.add_argument("--liveness", default=None,
+                     help=f"liveness endpoint URL, e.g. {DEFAULT_LIVENESS} (off by default outside a pod)")
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from . import handlers  # noqa: F401  (registers the handlers)
+    from . import kube
+    from .settings import get_settings
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    kube.load_config()
+    namespaces = args.namespace or list(settings.watch_namespaces)
+    kopf.run(
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=args.liveness,
+        standalone=not settings.peering,
+        peering_name=settings.peering or None,
+    )
+    return 0

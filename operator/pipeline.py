@@ -1,0 +1,65 @@
+"""The one interface between the reconcile loop and the artifact/image pipeline.
+
+The handlers only see these types and two functions: ``fetch_artifact`` (S3 →
+verified local copy, without ever loading the model) and
+``ensure_model_image`` (verified artifact → pushed image, by digest). The
+implementations live in ``artifact.py`` and ``images/``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from irisop_serving.contract import ArtifactMetadata
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """What spec.model asks for."""
+
+    uri: str  # s3://bucket/prefix/ (the artifact directory)
+    sha256: str | None = None  # optional pin
+    format: str = "joblib"
+    # Static AWS keys from a referenced Secret (optional; the default chain is preferred).
+    credentials: Mapping[str, str] | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class VerifiedArtifact:
+    uri: str
+    sha256: str
+    metadata: ArtifactMetadata
+    local_dir: Path
+    version_id: str | None = None  # S3 version id of the model file, when versioning is on
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    image: str  # repository@sha256:... — what the Deployment runs
+    tag: str  # content tag: hash of (runtime image digest, model sha256)
+    digest: str
+    reused: bool  # True when the tag already existed and nothing was pushed
+
+
+class PipelineError(Exception):
+    """A failure with a machine-readable reason for the status condition.
+
+    ``transient`` says whether retrying can help (network, throttling, registry
+    down) or whether the user must change something (sha mismatch, bad metadata).
+    """
+
+    def __init__(self, reason: str, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.transient = transient
+
+
+class ArtifactError(PipelineError):
+    """The artifact is missing, unreadable, or not what it claims to be."""
+
+
+class ImageError(PipelineError):
+    """The model image could not be produced or pushed."""

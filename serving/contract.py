@@ -1,0 +1,107 @@
+"""The artifact contract shared by the trainer, the serving service and the operator.
+
+An artifact is a directory (or S3 prefix) holding one model file and a
+``model.json`` that describes it. Everything that writes or checks an artifact
+goes through these names so the three programs can never disagree.
+
+This module is pure Python with no third-party imports: the operator imports it
+to check metadata *without* loading the model (it must never unpickle an
+artifact), and it ships inside the serving Bento.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+FEATURES: tuple[str, ...] = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+CLASSES: tuple[str, ...] = ("setosa", "versicolor", "virginica")
+METADATA_FILE = "model.json"
+MODEL_FILES: dict[str, str] = {"joblib": "model.joblib", "skops": "model.skops"}
+DEFAULT_FORMAT = "joblib"
+SCHEMA_VERSION = 1
+# An Iris classifier is a few KiB to a few MiB; anything far larger is not what
+# the metadata claims and is refused before download.
+MAX_MODEL_BYTES = 64 * 1024 * 1024
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ContractError(ValueError):
+    """The metadata does not describe an Iris classifier artifact we can serve."""
+
+
+@dataclass(frozen=True)
+class ArtifactMetadata:
+    """The fields of model.json that the operator and the server rely on."""
+
+    sha256: str
+    format: str
+    model_file: str
+    sklearn_version: str
+    features: tuple[str, ...]
+    classes: tuple[str, ...]
+    raw: Mapping[str, Any]
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha256[:12]
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def parse_metadata(doc: Mapping[str, Any]) -> ArtifactMetadata:
+    """Validate a model.json document; raise ContractError naming the bad field."""
+    if not isinstance(doc, Mapping):
+        raise ContractError("model.json must be a JSON object")
+
+    def field(name: str, kind: type) -> Any:
+        if name not in doc:
+            raise ContractError(f"model.json: missing field {name!r}")
+        value = doc[name]
+        if not isinstance(value, kind):
+            raise ContractError(f"model.json: field {name!r} must be {kind.__name__}")
+        return value
+
+    sha = field("sha256", str)
+    if not _SHA256.match(sha):
+        raise ContractError("model.json: 'sha256' must be 64 lowercase hex characters")
+    fmt = field("format", str)
+    if fmt not in MODEL_FILES:
+        raise ContractError(f"model.json: unknown format {fmt!r} (expected one of {sorted(MODEL_FILES)})")
+    model_file = field("model_file", str)
+    if model_file != MODEL_FILES[fmt]:
+        raise ContractError(f"model.json: model_file must be {MODEL_FILES[fmt]!r} for format {fmt!r}")
+    features = tuple(field("feature_names", list))
+    if features != FEATURES:
+        raise ContractError(f"model.json: feature_names {list(features)} are not the Iris features {list(FEATURES)}")
+    classes = tuple(field("class_names", list))
+    if classes != CLASSES:
+        raise ContractError(f"model.json: class_names {list(classes)} are not the Iris classes {list(CLASSES)}")
+    versions = field("versions", dict)
+    sklearn_version = versions.get("scikit-learn")
+    if not isinstance(sklearn_version, str):
+        raise ContractError("model.json: versions['scikit-learn'] is missing")
+    size = doc.get("size_bytes")
+    if size is not None and (not isinstance(size, int) or not 0 < size <= MAX_MODEL_BYTES):
+        raise ContractError(f"model.json: size_bytes must be between 1 and {MAX_MODEL_BYTES}")
+    return ArtifactMetadata(
+        sha256=sha,
+        format=fmt,
+        model_file=model_file,
+        sklearn_version=sklearn_version,
+        features=features,
+        classes=classes,
+        raw=dict(doc),
+    )
+
+
+def sklearn_compatible(trained_with: str, running: str) -> bool:
+    """Pickled scikit-learn estimators are only supported on the same minor release."""
+    return trained_with.split(".")[:2] == running.split(".")[:2]

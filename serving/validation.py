@@ -1,0 +1,89 @@
+"""Request rows -> a float64 matrix, or an InvalidRequest naming the row and field.
+
+A row is either a list of the four measurements in contract order or an object
+keyed by the four feature names. JSON parsing has already happened (BentoML
+answers malformed JSON and a missing "rows" field with its own 400), so this
+works on plain Python values and is cheap: the common all-float batch is
+checked with one type test per value before numpy takes over.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from .contract import FEATURES
+from .errors import BatchTooLarge, InvalidRequest
+
+_N = len(FEATURES)
+_FEATURE_SET = frozenset(FEATURES)
+
+
+def rows_to_matrix(rows: Any, max_rows: int) -> np.ndarray:
+    if not isinstance(rows, list):
+        raise InvalidRequest(f'"rows" must be a list of rows, got {_kind(rows)}', field="rows")
+    if not rows:
+        raise InvalidRequest('"rows" is empty: send at least one row', field="rows")
+    if len(rows) > max_rows:
+        raise BatchTooLarge(f"batch of {len(rows)} rows is over the limit of {max_rows}", field="rows")
+    try:
+        matrix = np.array(rows if _all_plain_number_lists(rows) else _checked(rows), dtype=np.float64)
+    except OverflowError:
+        # An integer too large for a float64 slipped through the fast check;
+        # the per-value path names it.
+        matrix = np.array(_checked(rows), dtype=np.float64)
+    if not np.isfinite(matrix).all():
+        i, j = (int(v) for v in np.argwhere(~np.isfinite(matrix))[0])
+        raise InvalidRequest(f"row {i}: {FEATURES[j]} is {matrix[i, j]}, expected a finite number", row=i, field=FEATURES[j])
+    return matrix
+
+
+def _checked(rows: Sequence[Any]) -> list[list[float]]:
+    return [_row_values(i, row) for i, row in enumerate(rows)]
+
+
+def _all_plain_number_lists(rows: Sequence[Any]) -> bool:
+    """The hot path: every row a 4-list of int/float (bool is an int, so use type())."""
+    for row in rows:
+        if type(row) is not list or len(row) != _N:
+            return False
+        for value in row:
+            kind = type(value)
+            if kind is not float and kind is not int:
+                return False
+    return True
+
+
+def _row_values(i: int, row: Any) -> list[float]:
+    if isinstance(row, list):
+        if len(row) != _N:
+            raise InvalidRequest(f"row {i}: expected {_N} features {list(FEATURES)}, got {len(row)}", row=i)
+        return [_number(i, name, value) for name, value in zip(FEATURES, row)]
+    if isinstance(row, dict):
+        unknown = sorted(str(k) for k in row if k not in _FEATURE_SET)
+        if unknown:
+            raise InvalidRequest(f"row {i}: unknown feature {unknown[0]!r} (expected {list(FEATURES)})", row=i, field=unknown[0])
+        for name in FEATURES:
+            if name not in row:
+                raise InvalidRequest(f"row {i}: missing feature {name!r}", row=i, field=name)
+        return [_number(i, name, row[name]) for name in FEATURES]
+    raise InvalidRequest(f"row {i}: expected a list of {_N} numbers or an object of named features, got {_kind(row)}", row=i)
+
+
+def _number(i: int, name: str, value: Any) -> float:
+    if type(value) is bool or not isinstance(value, (int, float)):
+        raise InvalidRequest(f"row {i}: {name} must be a number, got {_kind(value)}", row=i, field=name)
+    try:
+        number = float(value)
+    except OverflowError as exc:
+        raise InvalidRequest(f"row {i}: {name} is too large for a float", row=i, field=name) from exc
+    if not math.isfinite(number):
+        raise InvalidRequest(f"row {i}: {name} is {number}, expected a finite number", row=i, field=name)
+    return number
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", str: "a string", list: "a list", dict: "an object"}.get(type(value), type(value).__name__)

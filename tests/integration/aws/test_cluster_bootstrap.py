@@ -1,0 +1,250 @@
+"""`irisop cluster create|delete` against a real moto_server over HTTP.
+
+kops/kubectl go to the recording runner from conftest.py; every AWS resource
+is created by the real code path and then inspected through boto3.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from irisop_deploy.aws import templates, validate
+from irisop_deploy.aws.bootstrap import execute
+from irisop_deploy.aws.config import ClusterConfig
+from irisop_deploy.aws.runner import DryRunRunner
+from irisop_operator.cli import main as irisop
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+NAME = "iris.example.internal"
+
+
+def _cfg(**overrides) -> ClusterConfig:
+    return validate.check(ClusterConfig(name=NAME, zones=["us-east-1a", "us-east-1b"], **overrides))
+
+
+def _run(cfg, action, recorder, **kw):
+    out = io.StringIO()
+    ctx = execute(cfg, action, recorder, out=out, **kw)
+    return ctx, out.getvalue()
+
+
+def _clients(region="us-east-1"):
+    return {name: boto3.client(name, region_name=region) for name in ("s3", "ec2", "route53", "ecr", "iam")}
+
+
+def _our_policies(iam):
+    return {p["PolicyName"]: p for p in iam.list_policies(Scope="Local", PathPrefix="/irisop/")["Policies"]}
+
+
+def _inventory(c, cfg):
+    """Everything the bootstrap can create, by id, for before/after comparisons."""
+    vpcs = c["ec2"].describe_vpcs(Filters=[{"Name": "tag:irisop.dev/cluster", "Values": [cfg.name]}])["Vpcs"]
+    return {
+        "buckets": sorted(b["Name"] for b in c["s3"].list_buckets()["Buckets"]),
+        "vpcs": sorted(v["VpcId"] for v in vpcs),
+        "igws": sorted(g["InternetGatewayId"] for g in c["ec2"].describe_internet_gateways()["InternetGateways"]),
+        "zones": sorted(z["Id"] for z in c["route53"].list_hosted_zones()["HostedZones"]),
+        "repos": sorted(r["repositoryName"] for r in c["ecr"].describe_repositories()["repositories"]),
+        "policies": sorted((p["Arn"], p["DefaultVersionId"]) for p in _our_policies(c["iam"]).values()),
+        "instances": sorted(i["InstanceId"] for r in c["ec2"].describe_instances()["Reservations"]
+                            for i in r["Instances"] if i["State"]["Name"] != "terminated"),
+    }
+
+
+def test_create_builds_every_aws_resource_as_specified(moto, kops_recorder):
+    cfg = _cfg()
+    ctx, out = _run(cfg, "create", kops_recorder)
+    c = _clients()
+    bucket = cfg.effective_state_bucket
+
+    assert c["s3"].get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    rules = c["s3"].get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = c["s3"].get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert block == {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+                     "RestrictPublicBuckets": True}
+
+    (vpc,) = c["ec2"].describe_vpcs(Filters=[{"Name": "tag:irisop.dev/cluster", "Values": [NAME]}])["Vpcs"]
+    assert vpc["CidrBlock"] == "172.20.0.0/16"
+    assert c["ec2"].describe_vpc_attribute(VpcId=vpc["VpcId"], Attribute="enableDnsHostnames")[
+        "EnableDnsHostnames"]["Value"] is True
+
+    zones = [z for z in c["route53"].list_hosted_zones()["HostedZones"] if z["Name"] == "example.internal."]
+    assert len(zones) == 1 and zones[0]["Config"]["PrivateZone"] is True
+    attached = c["route53"].get_hosted_zone(Id=zones[0]["Id"])["VPCs"]
+    assert {"VPCRegion": "us-east-1", "VPCId": vpc["VpcId"]} in attached
+
+    for repo in ("irisop/operator", "irisop/models"):
+        (described,) = c["ecr"].describe_repositories(repositoryNames=[repo])["repositories"]
+        assert described["imageScanningConfiguration"]["scanOnPush"] is True
+        lifecycle = json.loads(c["ecr"].get_lifecycle_policy(repositoryName=repo)["lifecyclePolicyText"])
+        assert lifecycle == templates.ecr_lifecycle(cfg)
+        assert lifecycle["rules"][1]["selection"]["countNumber"] == cfg.keep_images
+
+    policies = _our_policies(c["iam"])
+    assert set(policies) == {cfg.operator_policy_name, cfg.nodes_policy_name}
+    account = boto3.client("sts").get_caller_identity()["Account"]
+    operator_doc = c["iam"].get_policy_version(PolicyArn=policies[cfg.operator_policy_name]["Arn"],
+                                               VersionId="v1")["PolicyVersion"]["Document"]
+    operator_doc = json.loads(operator_doc) if isinstance(operator_doc, str) else operator_doc
+    by_sid = {s["Sid"]: s for s in operator_doc["Statement"]}
+    assert by_sid["ReadModelArtifacts"]["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
+    assert by_sid["ReadModelArtifacts"]["Resource"] == f"arn:aws:s3:::{cfg.effective_model_bucket}/*"
+    assert by_sid["ListModelBucket"]["Action"] == ["s3:ListBucket"]
+    assert by_sid["PushPullModelImages"]["Resource"] == f"arn:aws:ecr:us-east-1:{account}:repository/irisop/models"
+    assert "ecr:PutImage" in by_sid["PushPullModelImages"]["Action"]
+    nodes_doc = c["iam"].get_policy_version(PolicyArn=policies[cfg.nodes_policy_name]["Arn"],
+                                            VersionId="v1")["PolicyVersion"]["Document"]
+    nodes_doc = json.loads(nodes_doc) if isinstance(nodes_doc, str) else nodes_doc
+    pull = {s["Sid"]: s for s in nodes_doc["Statement"]}["PullOperatorAndModelImages"]
+    assert "ecr:PutImage" not in pull["Action"] and "ecr:BatchGetImage" in pull["Action"]
+
+    # kops got the VPC we made and the private zone; the node policies ended up in its spec.
+    create = next(a for a in kops_recorder.commands if a[:3] == ["kops", "create", "cluster"])
+    assert create[create.index("--vpc") + 1] == vpc["VpcId"]
+    assert create[create.index("--dns-zone") + 1] == "example.internal"
+    assert sorted(kops_recorder.spec["spec"]["externalPolicies"]["node"]) == sorted(p["Arn"] for p in policies.values())
+    assert kops_recorder.spec["spec"]["iam"]["allowContainerRegistry"] is True
+    assert kops_recorder.verbs() == ["kops get cluster", "kops create cluster", "kops get cluster", "kops replace --state",
+                                     "kops update cluster", "kops validate cluster", "kubectl apply"]
+    (install,) = kops_recorder.applied
+    assert install["images"][0]["newName"] == f"{account}.dkr.ecr.us-east-1.amazonaws.com/irisop/operator"
+
+    assert "[ 2/11] state bucket s3://irisop-state-iris-example-internal ... created" in out
+    assert "kubectl --context iris.example.internal apply -f" in out
+
+
+def test_second_create_changes_nothing(moto, kops_recorder):
+    cfg = _cfg()
+    _run(cfg, "create", kops_recorder)
+    before = _inventory(_clients(), cfg)
+    spec_before = kops_recorder.spec
+    kops_recorder.commands.clear()
+
+    ctx, out = _run(cfg, "create", kops_recorder)
+
+    assert ctx.aws.writes() == []  # not one mutating AWS call
+    assert _inventory(_clients(), cfg) == before
+    assert "kops create cluster" not in kops_recorder.verbs() and "kops replace --state" not in kops_recorder.verbs()
+    assert kops_recorder.spec == spec_before
+    for step in ("state bucket", "VPC", "private hosted zone", "ECR repositories", "IAM policies", "kops cluster"):
+        line = next(line for line in out.splitlines() if step in line and line.startswith("["))
+        assert "already exists" in line, line
+
+
+def test_create_repairs_a_half_configured_bucket(moto, kops_recorder):
+    cfg = _cfg()
+    c = _clients()
+    c["s3"].create_bucket(Bucket=cfg.effective_state_bucket)  # e.g. made by hand, or an interrupted run
+
+    _, out = _run(cfg, "create", kops_recorder)
+
+    assert "already exists; turned on versioning, encryption, public access block" in out
+    assert c["s3"].get_bucket_versioning(Bucket=cfg.effective_state_bucket)["Status"] == "Enabled"
+
+
+def test_changed_policy_template_becomes_a_new_default_version(moto, kops_recorder):
+    _run(_cfg(), "create", kops_recorder)
+    cfg = _cfg(model_bucket="another-model-bucket")
+
+    _, out = _run(cfg, "create", kops_recorder)
+
+    policy = _our_policies(_clients()["iam"])[cfg.operator_policy_name]
+    assert policy["DefaultVersionId"] == "v2"
+    assert f"{cfg.operator_policy_name}: already exists; new default version" in out
+
+
+def test_delete_keeps_state_and_images_and_purge_removes_everything(moto, kops_recorder):
+    cfg = _cfg()
+    _run(cfg, "create", kops_recorder)
+    c = _clients()
+    # Two versions of a state object: purge must remove every version, not just the latest.
+    for body in (b"v1", b"v2"):
+        c["s3"].put_object(Bucket=cfg.effective_state_bucket, Key=f"{NAME}/config", Body=body)
+
+    ctx, out = _run(cfg, "delete", kops_recorder)
+
+    left = _inventory(c, cfg)
+    assert left == {"buckets": [cfg.effective_state_bucket], "vpcs": [], "igws": [], "zones": [],
+                    "repos": ["irisop/models", "irisop/operator"], "policies": [], "instances": []}
+    assert kops_recorder.spec is None
+    kept = next(line for line in out.splitlines() if line.startswith("Kept: "))
+    assert f"kept s3://{cfg.effective_state_bucket} (versioned kops state" in kept
+    assert "kept irisop/operator, irisop/models (images" in kept
+
+    _, out = _run(cfg, "delete", kops_recorder, purge=True)
+
+    assert _inventory(c, cfg) == {"buckets": [], "vpcs": [], "igws": [], "zones": [], "repos": [],
+                                  "policies": [], "instances": []}
+    assert "Nothing kept" in out
+
+    # Deleting what is already gone is fine (resumable in both directions).
+    _, out = _run(cfg, "delete", kops_recorder, purge=True)
+    assert "not found" in out
+
+
+def test_admin_instance_and_region_specific_bucket(moto, kops_recorder, monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    ec2 = boto3.client("ec2", region_name="eu-west-1")
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    cfg = validate.check(ClusterConfig(name="ops.k8s.local", region="eu-west-1", admin_instance=True, admin_ami=ami))
+
+    _, out = _run(cfg, "create", kops_recorder)
+
+    c = _clients("eu-west-1")
+    assert c["s3"].get_bucket_location(Bucket=cfg.effective_state_bucket)["LocationConstraint"] == "eu-west-1"
+    assert "gossip DNS" in out and c["route53"].list_hosted_zones()["HostedZones"] == []
+    reservations = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [cfg.admin_instance_name]}])
+    (instance,) = [i for r in reservations["Reservations"] for i in r["Instances"]]
+    assert instance["MetadataOptions"]["HttpTokens"] == "required"
+    user_data = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
+    script = base64.b64decode(user_data["UserData"]["Value"]).decode()
+    assert "apt-get install -y --no-install-recommends git podman" in script
+    assert "kops/releases/download/v1.32.1/kops-linux-" in script and "/release/v1.32.9/bin/linux/" in script
+    create = next(a for a in kops_recorder.commands if a[:3] == ["kops", "create", "cluster"])
+    assert "--dns" not in create  # gossip
+
+    _, out = _run(cfg, "create", kops_recorder)
+    assert "admin instance ... already exists" in out
+
+    _, out = _run(cfg, "delete", kops_recorder, purge=True)
+    assert f"terminated ({instance['InstanceId']})" in out
+    assert _inventory(c, cfg)["vpcs"] == [] and _inventory(c, cfg)["instances"] == []
+
+
+def test_dry_run_makes_no_aws_call(moto, kops_recorder, tmp_path):
+    cfg = _cfg()
+    shown = io.StringIO()
+    ctx, out = _run(cfg, "create", DryRunRunner(out=shown), dry_run=True, spec_out=tmp_path / "spec.yaml",
+                    spec_runner=kops_recorder)
+
+    assert ctx.aws._clients == {}  # no boto3 client was even built
+    # The only command really run is kops' own dry run, whose spec lands in the file.
+    (spec_cmd,) = kops_recorder.commands
+    assert spec_cmd[-3:] == ["--dry-run", "--output", "yaml"]
+    assert "name: iris.example.internal" in (tmp_path / "spec.yaml").read_text()
+    assert "would run: kops update cluster --name iris.example.internal" in shown.getvalue()
+    assert _inventory(_clients(), cfg)["buckets"] == []
+    assert "would call s3.create_bucket(" in out and "would call iam.create_policy(" in out
+
+
+@pytest.mark.parametrize("flags, problem", [
+    (["--region", "us-east-9"], "not a known commercial AWS region"),
+    (["--state-bucket", "Bad_Bucket"], "state_bucket 'Bad_Bucket'"),
+    (["--zones", "eu-west-1a"], "not an availability zone of region us-east-1"),
+    (["--node-count", "0"], "node_count 0: must be at least 1"),
+    (["--name", "iris.example.com", "--dns-zone", "other.internal"], "must be inside dns_zone"),
+])
+def test_bad_values_fail_before_any_aws_call(moto, capsys, flags, problem):
+    code = irisop(["cluster", "create", *flags])
+
+    assert code == 1
+    assert problem in capsys.readouterr().err
+    assert boto3.client("s3").list_buckets()["Buckets"] == []

@@ -1,0 +1,164 @@
+"""fetch_artifact against a real moto_server over HTTP."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from irisop_operator.artifact import fetch_artifact
+from irisop_operator.pipeline import ArtifactError, ModelSource
+from irisop_operator.settings import Settings
+from tests.fixtures.aws import aws_env, bucket, fake_artifact, moto_port, s3, upload_dir  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(work_dir=str(tmp_path / "work"))
+
+
+def _upload(s3: Any, bucket: str, tmp_path: Path, name: str = "v1", **kw: Any) -> tuple[str, dict]:
+    meta = fake_artifact(tmp_path / name, **kw)
+    return upload_dir(s3, tmp_path / name, bucket, f"models/{name}"), meta
+
+
+def test_fetch_verifies_and_records_version(s3, bucket, tmp_path, settings):
+    uri, meta = _upload(s3, bucket, tmp_path)
+    art = fetch_artifact(ModelSource(uri=uri, sha256=meta["sha256"]), settings)
+    assert art.sha256 == meta["sha256"]
+    assert art.local_dir == Path(settings.work_dir) / "artifacts" / meta["sha256"]
+    assert (art.local_dir / "model.joblib").read_bytes() == (tmp_path / "v1" / "model.joblib").read_bytes()
+    assert json.loads((art.local_dir / "model.json").read_text())["sha256"] == meta["sha256"]
+    head = s3.head_object(Bucket=bucket, Key="models/v1/model.joblib")
+    assert art.version_id == head["VersionId"]
+    assert art.etag == head["ETag"].strip('"')
+    assert art.metadata.classes == ("setosa", "versicolor", "virginica")
+
+
+def test_second_fetch_reuses_local_copy(s3, bucket, tmp_path, settings):
+    uri, meta = _upload(s3, bucket, tmp_path)
+    first = fetch_artifact(ModelSource(uri=uri), settings)
+    mtime = (first.local_dir / "model.joblib").stat().st_mtime_ns
+    second = fetch_artifact(ModelSource(uri=uri), settings)
+    assert second == first
+    assert (second.local_dir / "model.joblib").stat().st_mtime_ns == mtime
+
+
+def test_static_credentials_from_secret(s3, bucket, tmp_path, settings, monkeypatch):
+    uri, _ = _upload(s3, bucket, tmp_path)
+    # Remove the default chain: only the Secret's keys are left.
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    creds = {"AWS_ACCESS_KEY_ID": "fromsecret", "AWS_SECRET_ACCESS_KEY": "fromsecret"}
+    assert fetch_artifact(ModelSource(uri=uri, credentials=creds), settings).sha256
+
+
+def test_secret_without_keys_is_access_denied(s3, bucket, tmp_path, settings):
+    uri, _ = _upload(s3, bucket, tmp_path)
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=uri, credentials={"AWS_ACCESS_KEY_ID": "x"}), settings)
+    assert err.value.reason == "AccessDenied" and not err.value.transient
+
+
+def test_pin_mismatch_downloads_nothing(s3, bucket, tmp_path, settings):
+    uri, _ = _upload(s3, bucket, tmp_path)
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=uri, sha256="0" * 64), settings)
+    assert err.value.reason == "ChecksumMismatch" and not err.value.transient
+    assert not (Path(settings.work_dir) / "artifacts").exists()
+
+
+def test_corrupted_model_file_is_rejected_and_removed(s3, bucket, tmp_path, settings):
+    uri, meta = _upload(s3, bucket, tmp_path)
+    s3.put_object(Bucket=bucket, Key="models/v1/model.joblib", Body=b"x" * meta["size_bytes"])
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=uri), settings)
+    assert err.value.reason == "ChecksumMismatch"
+    assert not (Path(settings.work_dir) / "artifacts" / meta["sha256"] / "model.joblib").exists()
+
+
+def test_size_differs_from_metadata(s3, bucket, tmp_path, settings):
+    uri, _ = _upload(s3, bucket, tmp_path)
+    s3.put_object(Bucket=bucket, Key="models/v1/model.joblib", Body=b"short")
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=uri), settings)
+    assert err.value.reason == "ChecksumMismatch"
+
+
+def test_too_large_refused_before_download(s3, bucket, tmp_path, settings):
+    uri, _ = _upload(s3, bucket, tmp_path, size=4096)
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=uri), replace(settings, max_artifact_bytes=1024))
+    assert err.value.reason == "TooLarge"
+    assert not list((Path(settings.work_dir) / "artifacts").glob("*/model.joblib"))
+
+
+def test_missing_model_file(s3, bucket, tmp_path, settings):
+    uri, _ = _upload(s3, bucket, tmp_path)
+    s3.delete_object(Bucket=bucket, Key="models/v1/model.joblib")
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=uri), settings)
+    assert err.value.reason == "ArtifactNotFound" and not err.value.transient
+
+
+@pytest.mark.parametrize("uri_suffix", ["models/nothing-here/", ""])
+def test_missing_metadata_or_bucket(s3, bucket, settings, uri_suffix):
+    uri = f"s3://{bucket}/{uri_suffix}" if uri_suffix else "s3://no-such-bucket-irisop/x/"
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=uri), settings)
+    assert err.value.reason == "ArtifactNotFound"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1, 2]", json.dumps({"sha256": "a" * 64}).encode()],
+    ids=["not-json", "not-object", "missing-fields"],
+)
+def test_invalid_metadata(s3, bucket, tmp_path, settings, body):
+    uri, _ = _upload(s3, bucket, tmp_path)
+    s3.put_object(Bucket=bucket, Key="models/v1/model.json", Body=body)
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=uri), settings)
+    assert err.value.reason == "InvalidMetadata"
+
+
+def test_metadata_of_another_model_is_invalid(s3, bucket, tmp_path, settings):
+    uri, _ = _upload(s3, bucket, tmp_path, class_names=["cat", "dog", "bird"])
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=uri), settings)
+    assert err.value.reason == "InvalidMetadata"
+    assert "class_names" in err.value.message
+
+
+def test_oversized_metadata(s3, bucket, tmp_path, settings):
+    uri, _ = _upload(s3, bucket, tmp_path)
+    s3.put_object(Bucket=bucket, Key="models/v1/model.json", Body=b" " * (65 * 1024))
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=uri), settings)
+    assert err.value.reason == "TooLarge"
+
+
+def test_format_mismatch(s3, bucket, tmp_path, settings):
+    uri, _ = _upload(s3, bucket, tmp_path)
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=uri, format="skops"), settings)
+    assert err.value.reason == "FormatMismatch"
+
+
+def test_skops_format(s3, bucket, tmp_path, settings):
+    uri, meta = _upload(s3, bucket, tmp_path, fmt="skops")
+    art = fetch_artifact(ModelSource(uri=uri, format="skops"), settings)
+    assert (art.local_dir / "model.skops").exists() and art.sha256 == meta["sha256"]
+
+
+def test_s3_down_is_transient(aws_env, settings, monkeypatch):
+    from irisop_deploy.local.process import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri="s3://b/p/"), settings)
+    assert err.value.reason == "S3Unavailable" and err.value.transient

@@ -1,0 +1,150 @@
+"""Pure builders of the bootstrap: kops/kubectl command lines, spec patch, AWS request shapes."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from irisop_deploy.aws import kops, plan, steps, templates
+from irisop_deploy.aws.config import ClusterConfig
+from irisop_deploy.aws.gateway import Aws
+from irisop_deploy.aws.runner import DryRunRunner, Result
+from irisop_deploy.aws.state_bucket import create_bucket_params
+
+PRIVATE = ClusterConfig(name="iris.example.internal", zones=["eu-west-1a", "eu-west-1b", "eu-west-1c"],
+                        region="eu-west-1", node_count=3, control_plane_count=3)
+
+
+def test_create_cluster_command_for_a_private_dns_cluster():
+    assert kops.create_cluster(PRIVATE, "vpc-123") == [
+        "kops", "create", "cluster", "--name", "iris.example.internal",
+        "--state", "s3://irisop-state-iris-example-internal", "--cloud", "aws",
+        "--zones", "eu-west-1a,eu-west-1b,eu-west-1c", "--control-plane-zones", "eu-west-1a,eu-west-1b,eu-west-1c",
+        "--control-plane-count", "3", "--control-plane-size", "t3.medium",
+        "--node-count", "3", "--node-size", "t3.medium", "--kubernetes-version", "1.32.9",
+        "--networking", "cilium", "--topology", "public",
+        "--dns", "private", "--dns-zone", "example.internal",
+        "--vpc", "vpc-123", "--network-cidr", "172.20.0.0/16",
+        "--cloud-labels", "app.kubernetes.io/part-of=irisop,irisop.dev/cluster=iris.example.internal",
+    ]
+
+
+def test_gossip_cluster_has_no_dns_flags_and_dry_run_asks_for_yaml():
+    cfg = ClusterConfig(kubernetes_version="v1.31.4")
+    argv = kops.create_cluster(cfg, "vpc-1", dry_run_yaml=True)
+    assert "--dns" not in argv and "--dns-zone" not in argv
+    assert argv[argv.index("--kubernetes-version") + 1] == "1.31.4"
+    assert argv[-3:] == ["--dry-run", "--output", "yaml"]
+
+
+def test_lifecycle_commands():
+    cfg = ClusterConfig()
+    target = ["--name", "irisop.k8s.local", "--state", "s3://irisop-state-irisop-k8s-local"]
+    assert kops.update_cluster(cfg) == ["kops", "update", "cluster", *target, "--yes", "--admin"]
+    assert kops.validate_cluster(cfg) == ["kops", "validate", "cluster", *target, "--wait", "15m"]
+    assert kops.delete_cluster(cfg) == ["kops", "delete", "cluster", *target, "--yes"]
+    assert kops.get_cluster(cfg, as_yaml=True)[-2:] == ["--output", "yaml"]
+    assert kops.kubectl_apply(cfg, "/tmp/k") == ["kubectl", "--context", "irisop.k8s.local", "apply",
+                                                 "--server-side", "--kustomize", "/tmp/k"]
+
+
+def test_spec_patch_is_idempotent_and_leaves_the_input_alone():
+    spec = {"kind": "Cluster", "spec": {"externalPolicies": {"node": ["arn:a"]}}}
+    once = kops.patch_cluster_spec(spec, ["arn:a", "arn:b"])
+    assert once["spec"]["externalPolicies"]["node"] == ["arn:a", "arn:b"]
+    assert once["spec"]["iam"]["allowContainerRegistry"] is True
+    assert spec == {"kind": "Cluster", "spec": {"externalPolicies": {"node": ["arn:a"]}}}
+    assert kops.patch_cluster_spec(once, ["arn:a", "arn:b"]) == once
+
+
+def test_bucket_creation_is_region_correct():
+    assert create_bucket_params("b", "us-east-1") == {"Bucket": "b"}
+    assert create_bucket_params("b", "eu-west-1") == {
+        "Bucket": "b", "CreateBucketConfiguration": {"LocationConstraint": "eu-west-1"}}
+
+
+def test_policies_grant_only_what_is_needed():
+    cfg = ClusterConfig(model_bucket="models-bucket")
+    operator = templates.operator_policy(cfg, "111122223333")
+    actions = {a: s["Resource"] for s in operator["Statement"] for a in s["Action"]}
+    assert set(actions) == {
+        "s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "ecr:GetAuthorizationToken",
+        "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CompleteLayerUpload", "ecr:DescribeImages",
+        "ecr:GetDownloadUrlForLayer", "ecr:InitiateLayerUpload", "ecr:PutImage", "ecr:UploadLayerPart"}
+    # "*" only where AWS offers no resource-level permission.
+    assert [a for a, r in actions.items() if r == "*"] == ["ecr:GetAuthorizationToken"]
+    assert actions["s3:GetObject"] == "arn:aws:s3:::models-bucket/*"
+    assert actions["ecr:PutImage"] == "arn:aws:ecr:us-east-1:111122223333:repository/irisop/models"
+    nodes = templates.nodes_policy(cfg, "111122223333")
+    node_actions = {a for s in nodes["Statement"] for a in s["Action"]}
+    assert not any(a.startswith("s3:") or a == "ecr:PutImage" for a in node_actions)
+
+
+def test_user_data_is_fully_rendered():
+    script = templates.admin_user_data(ClusterConfig(kops_version="1.32.1"))
+    assert script.startswith("#!/bin/bash")
+    assert "$kops_version" not in script and "${arch}" in script and "$(dpkg --print-architecture)" in script
+    assert "KOPS_STATE_STORE=s3://irisop-state-irisop-k8s-local" in script
+
+
+def test_lifecycle_policy_keeps_the_configured_count():
+    rules = templates.ecr_lifecycle(ClusterConfig(keep_images=7))["rules"]
+    assert rules[1]["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 7}
+
+
+def test_dry_run_touches_no_aws_and_prints_every_write(tmp_path):
+    out = io.StringIO()
+    ctx = plan.Context(cfg=PRIVATE, aws=Aws(PRIVATE.region, dry_run=True, out=out), runner=DryRunRunner(out=out),
+                       manifests=tmp_path, dry_run=True, out=out)
+    plan.run(steps.create_steps(PRIVATE), ctx)
+    text = out.getvalue()
+    assert ctx.aws._clients == {}
+    assert "would call s3.create_bucket(" in text and '"LocationConstraint": "eu-west-1"' in text
+    assert "would call route53.create_hosted_zone(" in text
+    assert "would run: kops create cluster --name iris.example.internal" in text
+    assert "would run: kubectl --context iris.example.internal apply --server-side --kustomize" in text
+    assert text.count("(dry run: nothing changed)") == 11
+
+
+class _Failing:
+    def which(self, tool):
+        return None if tool == "kops" else f"/bin/{tool}"
+
+    def run(self, argv, *, capture=False):
+        return Result(1, "", "boom")
+
+
+def test_missing_tool_fails_the_first_step_with_an_install_hint(tmp_path):
+    out = io.StringIO()
+    ctx = plan.Context(cfg=PRIVATE, aws=Aws(PRIVATE.region, out=out), runner=_Failing(), manifests=tmp_path, out=out)
+    with pytest.raises(plan.StepError, match=r"checking kops.*install kops: curl -fsSLo /usr/local/bin/kops"):
+        plan.run(steps.create_steps(PRIVATE), ctx)
+    assert out.getvalue().startswith("[ 1/11] checking kops, kubectl and AWS credentials ... failed")
+    assert ctx.aws.calls == []  # the tools check stops before STS
+
+
+def test_install_kustomization_points_at_this_accounts_registry(tmp_path):
+    ctx = plan.Context(cfg=PRIVATE, aws=Aws(PRIVATE.region, dry_run=True), runner=DryRunRunner(),
+                       manifests=tmp_path, account="111122223333")
+    kustomization = steps.install_kustomization(ctx)
+    assert kustomization["resources"] == [str(Path(tmp_path).resolve())]
+    assert kustomization["images"] == [{"name": "irisop-operator",
+                                        "newName": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/irisop/operator",
+                                        "newTag": "0.1.0"}]
+    assert "IRISOP_DEFAULT_REPOSITORY=111122223333.dkr.ecr.eu-west-1.amazonaws.com/irisop/models" in \
+        kustomization["configMapGenerator"][0]["literals"]
+    json.dumps(kustomization)  # plain data, renders as YAML
+
+
+def test_cli_config_print_defaults_and_check(capsys, tmp_path):
+    from irisop_operator.cli import main
+
+    assert main(["cluster", "config", "--print-defaults"]) == 0
+    assert "vpc_cidr: 172.20.0.0/16" in capsys.readouterr().out
+    bad = tmp_path / "c.yaml"
+    bad.write_text("node_count: 0\nregion: nowhere\n")
+    assert main(["cluster", "config", "--config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "node_count 0: must be at least 1" in err and "region 'nowhere'" in err

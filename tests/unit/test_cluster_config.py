@@ -1,0 +1,135 @@
+"""ClusterConfig loading and validation: every bad value is caught before AWS is asked anything."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from irisop_deploy.aws import validate
+from irisop_deploy.aws.config import ClusterConfig, ConfigError, defaults_yaml, fields, load
+
+
+def _problems(**values) -> list[str]:
+    return validate.problems(ClusterConfig(**values))
+
+
+def test_defaults_are_valid_and_every_field_is_described():
+    assert _problems() == []
+    for f in fields():
+        assert f.metadata["description"], f.name
+
+
+def test_printed_defaults_load_back_to_the_defaults(tmp_path):
+    path = tmp_path / "cluster.yaml"
+    path.write_text(defaults_yaml())
+    assert load(path) == ClusterConfig()
+    assert "# number of worker nodes (>= 1)\nnode_count: 2" in defaults_yaml()
+
+
+def test_flags_override_the_file_and_dashed_keys_work(tmp_path):
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump({"node-count": 3, "region": "eu-west-1", "zones": ["eu-west-1b"]}))
+    cfg = load(path, {"node_count": "5", "zones": "eu-west-1a,eu-west-1c", "tags": "team=ml,env=dev", "region": None})
+    assert (cfg.node_count, cfg.region, cfg.zones) == (5, "eu-west-1", ["eu-west-1a", "eu-west-1c"])
+    assert cfg.tags == {"team": "ml", "env": "dev"}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("node_count: two\n", "node_count: expected an integer"),
+    ("node_count: true\n", "node_count: expected an integer"),
+    ("nodes: 3\n", "unknown setting 'nodes'"),
+    ("zones: us-east-1a\nadmin_instance: maybe\n", "admin_instance: expected true/false"),
+    ("- a\n- b\n", "expected a mapping of settings"),
+    ("name: [unclosed\n", "not valid YAML"),
+    ("tags: [a, b]\n", "tags: expected a mapping"),
+    ("name: {a: 1}\n", "name: expected a string"),
+])
+def test_bad_files_are_rejected_with_the_reason(tmp_path, content, message):
+    path = tmp_path / "cluster.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load(path)
+
+
+def test_missing_file_and_bad_tag_flag(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load(None, {"tags": "just-a-word"})
+
+
+def test_all_problems_are_reported_at_once(tmp_path):
+    path = tmp_path / "cluster.yaml"
+    path.write_text("node_count: x\nbogus: 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert len(caught.value.problems) == 2
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({"region": "us-east-9"}, "not a known commercial AWS region"),
+    ({"region": "useast1"}, "not a region name"),
+    ({"zones": ["eu-west-1a"]}, "'eu-west-1a': not an availability zone of region us-east-1"),
+    ({"zones": ["us-east-1"]}, "not an availability zone"),
+    ({"zones": ["us-east-1a", "us-east-1a"]}, "listed more than once"),
+    ({"node_count": 0}, "node_count 0: must be at least 1"),
+    ({"control_plane_count": 2}, "must be 1, 3 or 5"),
+    ({"node_size": "medium"}, "node_size 'medium': not an EC2 instance type"),
+    ({"control_plane_size": "t3.huge"}, "control_plane_size 't3.huge'"),
+    ({"kubernetes_version": "latest"}, "kubernetes_version 'latest'"),
+    ({"networking": "weave"}, "networking 'weave'"),
+    ({"topology": "hybrid"}, "topology 'hybrid'"),
+    ({"vpc_cidr": "8.8.0.0/16"}, "must be a private IPv4 range"),
+    ({"vpc_cidr": "172.20.0.0/28"}, "must be a private IPv4 range"),
+    ({"vpc_cidr": "banana"}, "not a CIDR block"),
+    ({"validate_timeout": "soon"}, "validate_timeout"),
+    ({"model_repository": "Irisop/Models"}, "not an ECR repository name"),
+    ({"model_repository": "irisop/operator"}, "must differ"),
+    ({"admin_ami": "debian"}, "expected ami-<hex>"),
+    ({"keep_images": 0}, "keep_images 0"),
+    ({"tags": {"aws:owner": "x"}}, "tag 'aws:owner'"),
+    ({"name": "Iris_Cluster"}, "must be a lowercase DNS name"),
+    ({"name": "iris.k8s.local", "dns_zone": "example.internal"}, "gossip cluster"),
+    ({"name": "iris.example.com", "dns_zone": "example.internal"}, "must be inside dns_zone"),
+    ({"name": "example.internal", "dns_zone": "example.internal"}, "must be inside dns_zone"),
+])
+def test_each_bad_value_is_named(values, expected):
+    found = _problems(**values)
+    assert any(expected in p for p in found), found
+
+
+@pytest.mark.parametrize("bucket, ok", [
+    ("irisop-state", True),
+    ("my.bucket.name", True),
+    ("ab", False),
+    ("a" * 64, False),
+    ("Upper", False),
+    ("under_score", False),
+    ("-leading", False),
+    ("trailing-", False),
+    ("two..dots", False),
+    ("192.168.5.4", False),
+    ("xn--bucket", False),
+    ("sthree-bucket", False),
+    ("bucket-s3alias", False),
+    ("bucket--ol-s3", False),
+])
+def test_s3_bucket_naming_rules(bucket, ok):
+    assert (validate.bucket_name_problems(bucket) == []) is ok
+
+
+def test_derived_names_follow_the_cluster_name():
+    cfg = ClusterConfig(name="iris.example.internal")
+    assert not cfg.gossip
+    assert cfg.effective_dns_zone == "example.internal"
+    assert cfg.effective_state_bucket == "irisop-state-iris-example-internal"
+    assert cfg.effective_zones == ["us-east-1a"]
+    long = ClusterConfig(name="a" * 60 + ".k8s.local")
+    assert validate.bucket_name_problems(long.effective_state_bucket) == []
+
+
+def test_check_raises_with_every_problem():
+    with pytest.raises(ConfigError) as caught:
+        validate.check(dataclasses.replace(ClusterConfig(), node_count=0, region="mars-1"))
+    assert len(caught.value.problems) >= 2

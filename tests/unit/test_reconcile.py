@@ -1,0 +1,153 @@
+"""The reconcile steps with a recording fake of the Kubernetes API and the pipeline.
+
+The integration tests run the same code against a real API server; these pin
+down the decision logic (what is written, when, and what is left alone).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from irisop_operator import conditions as c
+from irisop_operator.pipeline import ArtifactError, ImageResult, VerifiedArtifact
+from irisop_operator.reconcile import Reconciler
+from irisop_operator.settings import Settings
+from irisop_operator.spec import SpecError
+from irisop_serving.contract import parse_metadata
+
+SHA1, SHA2 = "1" * 64, "2" * 64
+
+
+def metadata(sha):
+    return parse_metadata({"sha256": sha, "format": "joblib", "model_file": "model.joblib",
+                           "feature_names": ["sepal_length", "sepal_width", "petal_length", "petal_width"],
+                           "class_names": ["setosa", "versicolor", "virginica"], "versions": {"scikit-learn": "1.9.1"}})
+
+
+class FakeAPI:
+    """Records writes; stores applied objects like a server would (minus defaults)."""
+
+    def __init__(self):
+        self.objects: dict[tuple[str, str, str], dict] = {}
+        self.writes: list[tuple] = []
+        self.status: dict = {}
+
+    def apply(self, manifest):
+        key = (manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        self.writes.append(("apply", key))
+        self.objects[key] = copy.deepcopy(manifest)
+        return self.objects[key]
+
+    def delete(self, kind, namespace, name):
+        self.writes.append(("delete", (kind, namespace, name)))
+        return self.objects.pop((kind, namespace, name), None) is not None
+
+    def patch_status(self, namespace, name, patch):
+        self.writes.append(("status", tuple(sorted(patch))))
+        self.status.update(copy.deepcopy(patch))
+
+    def live(self, kind, namespace, name):
+        return self.objects.get((kind, namespace, name))
+
+
+class FakePipeline:
+    def __init__(self, sha=SHA1, fail=None):
+        self.sha, self.fail, self.calls = sha, fail, 0
+
+    def fetch_artifact(self, source, settings):
+        self.calls += 1
+        if self.fail:
+            raise self.fail
+        return VerifiedArtifact(uri=source.uri, sha256=self.sha, metadata=metadata(self.sha), local_dir=Path("/nonexistent"))
+
+    def ensure_model_image(self, artifact, repository, settings):
+        return ImageResult(image=f"{repository}@sha256:{artifact.sha256}", tag="m-x", digest="sha256:" + artifact.sha256,
+                           reused=False)
+
+
+def body(generation=1, **spec):
+    return {"metadata": {"name": "iris", "namespace": "ml", "uid": "u1", "generation": generation},
+            "spec": {"model": {"uri": "s3://b/iris/v1/"}, **spec}, "status": {}}
+
+
+@pytest.fixture
+def world():
+    api, events = FakeAPI(), []
+    rec = Reconciler(Settings(default_repository="reg.local/iris"), live=api.live,
+                     emit=lambda b, t, r, m: events.append((t, r)), pipeline=FakePipeline(), api=api)
+    return rec, api, events
+
+
+def test_first_reconcile_applies_children_and_publishes_status(world):
+    rec, api, events = world
+    rec.reconcile(body())
+    kinds = sorted(k[0] for op, k in api.writes if op == "apply")
+    assert kinds == ["Deployment", "Service"]
+    assert api.status["image"] == f"reg.local/iris@sha256:{SHA1}"
+    assert c.is_true(api.status, c.ARTIFACT_READY) and c.is_true(api.status, c.IMAGE_READY)
+    assert not c.is_true(api.status, c.READY)  # no pods are serving yet
+    assert ("Normal", "ModelVersionReady") in events
+
+
+def test_noop_resync_makes_zero_writes(world):
+    rec, api, _ = world
+    rec.reconcile(body())
+    before = len(api.writes)
+    calls = rec.pipeline.calls
+    rec.reconcile(body())
+    rec.resync_children(body())
+    assert len(api.writes) == before
+    assert rec.pipeline.calls == calls  # the artifact is not fetched again for the same source
+
+
+def test_deleted_child_is_restored_by_resync(world):
+    rec, api, _ = world
+    rec.reconcile(body())
+    api.objects.pop(("Service", "ml", "iris"))
+    rec.resync_children(body())
+    assert ("Service", "ml", "iris") in api.objects
+
+
+def test_bad_artifact_never_replaces_the_serving_version(world):
+    rec, api, events = world
+    rec.reconcile(body())
+    image_before = api.objects[("Deployment", "ml", "iris")]["spec"]["template"]["spec"]["containers"][0]["image"]
+    rec.pipeline.fail = ArtifactError("ChecksumMismatch", "sha256 of model.joblib is not the pinned one")
+    with pytest.raises(ArtifactError):
+        rec.reconcile(body(generation=2, model={"uri": "s3://b/iris/v2/"}))
+    dep = api.objects[("Deployment", "ml", "iris")]
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == image_before
+    assert c.condition(api.status, c.ARTIFACT_READY)["reason"] == "ChecksumMismatch"
+    assert c.condition(api.status, c.DEGRADED)["status"] == "True"
+    assert ("Warning", "ChecksumMismatch") in events
+    # a child event afterwards keeps the problem visible and the old image
+    rec.resync_children(body(generation=2, model={"uri": "s3://b/iris/v2/"}))
+    assert c.condition(api.status, c.DEGRADED)["reason"] == "ChecksumMismatch"
+
+
+def test_invalid_spec_is_reported_not_retried(world):
+    rec, api, events = world
+    with pytest.raises(SpecError):
+        rec.reconcile(body(service={"type": "ExternalName"}))
+    assert c.condition(api.status, c.DEGRADED)["reason"] == c.SPEC_INVALID
+    assert ("Warning", c.SPEC_INVALID) in events
+    assert not [w for w in api.writes if w[0] == "apply"]
+
+
+def test_turning_autoscaling_off_deletes_the_hpa(world):
+    rec, api, _ = world
+    rec.reconcile(body(autoscaling={"enabled": True, "minReplicas": 2, "maxReplicas": 4}))
+    assert ("HorizontalPodAutoscaler", "ml", "iris") in api.objects
+    assert ("PodDisruptionBudget", "ml", "iris") in api.objects
+    rec.reconcile(body(generation=2, replicas=1))
+    assert ("HorizontalPodAutoscaler", "ml", "iris") not in api.objects
+    assert ("PodDisruptionBudget", "ml", "iris") not in api.objects
+
+
+def test_user_image_skips_the_build(world):
+    rec, api, _ = world
+    rec.reconcile(body(image="example.org/iris@sha256:" + "c" * 64))
+    assert api.status["image"] == "example.org/iris@sha256:" + "c" * 64
+    assert c.condition(api.status, c.IMAGE_READY)["reason"] == c.USER_PROVIDED_IMAGE
