@@ -1,10 +1,12 @@
 """Serving benchmark: our BentoML service against a minimal FastAPI baseline.
 
-Both servers serve the same freshly trained model on loopback, each pinned to
-CPU 0 (they are loaded one at a time); wrk runs pinned to CPU 1. For each
-server it measures single-row and 64-row requests at 1 and 16 connections
-(req/s, p50, p99), RSS when idle and after the load, and prints the ratios
-to the baseline. Runtime is bounded: about 2 x (warm-up + 4 x --duration).
+Both servers serve the same freshly trained model on loopback, both pinned to
+CPU 0 but loaded one at a time, scenarios interleaved (ours, baseline, ours,
+...) so background load on the machine hits both alike; wrk runs pinned to
+CPU 1. For each server it measures single-row and 64-row requests at 1 and 16
+connections (req/s, p50, p99, server CPU time per request), RSS cold, warm
+idle and after the load, and prints the ratios to the baseline. Runtime is
+bounded: about 2 x (4 x --duration) + ~30 s of start-up and warm-up.
 
     python benchmarks/serving.py [--duration 15] [--json results.json]
 
@@ -36,6 +38,8 @@ from irisop_deploy.local.process import ManagedProcess, free_port, http_ok
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 ROW = [5.1, 3.5, 1.4, 0.2]
+# What the `irisop` entry point runs (avoids loading cli.py twice under -m).
+IRISOP = [sys.executable, "-c", "import sys; from irisop_operator.cli import main; sys.exit(main())"]
 SCENARIOS = [("1-row", 1, 1), ("1-row", 1, 16), ("64-row", 64, 1), ("64-row", 64, 16)]
 
 
@@ -82,6 +86,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_us_per_request: float  # server CPU time (user+sys, all its processes) per request
 
     @property
     def rows_per_s(self) -> float:
@@ -96,15 +101,17 @@ def _ms(text: str) -> float:
     return float(value) * _UNITS[unit]
 
 
-def parse_wrk(output: str) -> tuple[float, float, float, int]:
+def parse_wrk(output: str) -> tuple[float, float, float, int, int]:
+    """(req/s, p50 ms, p99 ms, errors, completed requests) from `wrk --latency`."""
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    total = int(re.search(r"(\d+) requests in", output).group(1))
     p50 = _ms(re.search(r"\s50%\s+(\S+)", output).group(1))
     p99 = _ms(re.search(r"\s99%\s+(\S+)", output).group(1))
     errors = 0
     for pattern in (r"Non-2xx or 3xx responses:\s+(\d+)", r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"):
         if m := re.search(pattern, output):
             errors += sum(int(g) for g in m.groups())
-    return rps, p50, p99, errors
+    return rps, p50, p99, errors, total
 
 
 def lua_script(directory: Path, rows: int) -> Path:
@@ -123,40 +130,89 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=seconds + 30).stdout
 
 
-def tree_rss_mib(pid: int) -> float:
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(largest single process, whole process tree) RSS in MiB.
+
+    BentoML runs a supervisor (circus arbiter) plus the worker that serves;
+    both numbers are reported so neither hides the other.
+    """
     import psutil
 
     root = psutil.Process(pid)
-    procs = [root, *root.children(recursive=True)]
-    total = 0
-    for proc in procs:
+    sizes = []
+    for proc in [root, *root.children(recursive=True)]:
         try:
-            total += proc.memory_info().rss
+            sizes.append(proc.memory_info().rss)
         except psutil.NoSuchProcess:
             pass
-    return total / (1024 * 1024)
+    mib = 1024 * 1024
+    return max(sizes) / mib, sum(sizes) / mib
 
 
-def bench_server(name: str, proc: ManagedProcess, url: str, work: Path, seconds: int, log: Callable[[str], None]) -> tuple[list[Result], float, float]:
-    proc.start()
-    try:
-        pid = proc.pid()
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of a process tree: a cost per request that other
+    load on the machine does not distort the way wall-clock req/s is."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+@dataclass
+class Target:
+    name: str
+    process: ManagedProcess
+    url: str
+    results: list[Result]
+    cold: tuple[float, float] = (0.0, 0.0)  # after start-up and one request
+    idle: tuple[float, float] = (0.0, 0.0)  # after a 3 s warm-up, then 2 s idle
+    loaded: tuple[float, float] = (0.0, 0.0)
+
+
+def run_all(targets: list[Target], work: Path, seconds: int, log: Callable[[str], None]) -> None:
+    """Scenarios interleaved across servers, so a noisy neighbour hurts both alike."""
+    for target in targets:
+        target.process.start()
+        requests.post(target.url, json={"rows": [ROW]}, timeout=10).raise_for_status()
+    time.sleep(2)
+    for target in targets:
+        pid = target.process.pid()
         assert pid is not None
-        check = requests.post(url, json={"rows": [ROW]}, timeout=5)
-        check.raise_for_status()
-        time.sleep(1)
-        idle = tree_rss_mib(pid)
-        wrk(url, lua_script(work, 1), 16, 3)  # warm-up: first-request costs, allocator growth
-        results = []
-        for scenario, rows, conns in SCENARIOS:
-            rps, p50, p99, errors = parse_wrk(wrk(url, lua_script(work, rows), conns, seconds))
-            result = Result(name, scenario, rows, conns, rps, p50, p99, errors)
-            log(f"  {name:9s} {scenario:6s} c={conns:<2d} {rps:9.1f} req/s {result.rows_per_s:10.0f} rows/s p50 {p50:7.2f} ms p99 {p99:7.2f} ms errors {errors}")
-            results.append(result)
-        loaded = tree_rss_mib(pid)
-        return results, idle, loaded
-    finally:
-        proc.stop()
+        target.cold = rss_mib(pid)
+        # Warm-up: one-off costs (allocator arenas, socket buffers, lazily
+        # built routes) are paid here, so "growth under load" below measures
+        # what keeps growing, not what every server allocates once.
+        wrk(target.url, lua_script(work, 1), 16, 3)
+    time.sleep(2)
+    for target in targets:
+        pid = target.process.pid()
+        assert pid is not None
+        target.idle = rss_mib(pid)
+    for scenario, rows, conns in SCENARIOS:
+        script = lua_script(work, rows)
+        for target in targets:
+            pid = target.process.pid()
+            assert pid is not None
+            cpu_before = cpu_seconds(pid)
+            rps, p50, p99, errors, total = parse_wrk(wrk(target.url, script, conns, seconds))
+            cpu = (cpu_seconds(pid) - cpu_before) / max(total, 1) * 1e6
+            result = Result(target.name, scenario, rows, conns, rps, p50, p99, errors, cpu)
+            log(
+                f"  {target.name:8s} {scenario:6s} c={conns:<2d} {rps:9.1f} req/s {result.rows_per_s:9.0f} rows/s  "
+                f"p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  cpu {cpu:6.0f} us/req  errors {errors}"
+            )
+            target.results.append(result)
+    for target in targets:
+        pid = target.process.pid()
+        assert pid is not None
+        target.loaded = rss_mib(pid)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,46 +236,65 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="irisop-bench-"))
     try:
         model = work / "model"
-        subprocess.run([sys.executable, "-m", "irisop_operator.cli", "train", "--out", str(model)], check=True, capture_output=True)
-        servers = []
+        subprocess.run([*IRISOP, "train", "--out", str(model)], check=True, capture_output=True)
+        targets: list[Target] = []
         if args.only in (None, "ours"):
             port = free_port()
-            servers.append((
+            targets.append(Target(
                 "bentoml",
                 ManagedProcess(
                     name="ours",
-                    argv=["taskset", "-c", SERVER_CPU, sys.executable, "-m", "irisop_operator.cli", "serve", "--model", str(model), "--port", str(port)],
+                    argv=["taskset", "-c", SERVER_CPU, *IRISOP, "serve", "--model", str(model), "--port", str(port)],
                     home=work,
                     ready=http_ok(f"http://127.0.0.1:{port}/readyz"),
-                    timeout=90,
+                    timeout=120,
                 ),
                 f"http://127.0.0.1:{port}/predict",
+                [],
             ))
         if args.only in (None, "baseline"):
             port = free_port()
-            servers.append((
+            targets.append(Target(
                 "fastapi",
                 ManagedProcess(
                     name="baseline",
                     argv=["taskset", "-c", SERVER_CPU, sys.executable, __file__, "--baseline-app", str(port), str(model)],
                     home=work,
                     ready=http_ok(f"http://127.0.0.1:{port}/readyz"),
-                    timeout=90,
+                    timeout=120,
                 ),
                 f"http://127.0.0.1:{port}/predict",
+                [],
             ))
+        print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
+        try:
+            run_all(targets, work, args.duration, lambda line: print(line, flush=True))
+        finally:
+            for target in targets:
+                target.process.stop()
         summary: dict[str, dict] = {}
-        for name, proc, url in servers:
-            print(f"{name}: {url}", flush=True)
-            results, idle, loaded = bench_server(name, proc, url, work, args.duration, lambda line: print(line, flush=True))
-            summary[name] = {"results": [asdict(r) | {"rows_per_s": r.rows_per_s} for r in results], "rss_idle_mib": idle, "rss_loaded_mib": loaded}
-            print(f"  {name:9s} RSS idle {idle:.0f} MiB, after load {loaded:.0f} MiB ({(loaded / idle - 1) * 100:+.0f}%)", flush=True)
+        for t in targets:
+            summary[t.name] = {
+                "results": [asdict(r) | {"rows_per_s": r.rows_per_s} for r in t.results],
+                "rss_cold_mib": {"largest_process": t.cold[0], "tree": t.cold[1]},
+                "rss_idle_mib": {"largest_process": t.idle[0], "tree": t.idle[1]},
+                "rss_loaded_mib": {"largest_process": t.loaded[0], "tree": t.loaded[1]},
+            }
+            print(
+                f"  {t.name:8s} RSS cold: worker {t.cold[0]:.0f} MiB, all processes {t.cold[1]:.0f} MiB; "
+                f"warm idle: worker {t.idle[0]:.0f} MiB, all processes {t.idle[1]:.0f} MiB; "
+                f"after {len(t.results) * args.duration} s of load: worker {t.loaded[0]:.0f} MiB "
+                f"({(t.loaded[0] / t.idle[0] - 1) * 100:+.0f}% vs warm, {(t.loaded[0] / t.cold[0] - 1) * 100:+.0f}% vs cold), "
+                f"all {t.loaded[1]:.0f} MiB ({(t.loaded[1] / t.idle[1] - 1) * 100:+.0f}% vs warm)"
+            )
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
         if len(summary) == 2:
             print("ratios bentoml / fastapi:")
             for ours, base in zip(summary["bentoml"]["results"], summary["fastapi"]["results"]):
                 print(
                     f"  {ours['scenario']:6s} c={ours['connections']:<2d} throughput {ours['rps'] / base['rps']:.2f}x  "
-                    f"p50 {ours['p50_ms'] / base['p50_ms']:.2f}x  p99 {ours['p99_ms'] / base['p99_ms']:.2f}x"
+                    f"p50 {ours['p50_ms'] / base['p50_ms']:.2f}x  p99 {ours['p99_ms'] / base['p99_ms']:.2f}x  "
+                    f"cpu/request {ours['cpu_us_per_request'] / base['cpu_us_per_request']:.2f}x"
                 )
         if args.json:
             args.json.write_text(json.dumps(summary, indent=2) + "\n")

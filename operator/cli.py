@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("irisop_operator.main", "run the kopf operator against the current kubeconfig"),
     "control-plane": ("irisop_deploy.local.cli", "start/stop a local etcd + kube-apiserver + controller-manager"),
     "cluster": ("irisop_deploy.aws.cli", "create/delete a kops cluster on AWS"),
+    "images": ("irisop_operator.images.cli", "build the base/runtime images and push the runtime image"),
 }
 
 

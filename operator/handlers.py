@@ -14,6 +14,7 @@ import kopf
 
 from . import kube, metrics, names
 from .pipeline import PipelineError
+from .debounce import Debouncer
 from .reconcile import Reconciler
 from .settings import get_settings
 from .spec import SpecError
@@ -81,30 +82,47 @@ for _kind in CHILD_RESOURCES:
     _child_index(_kind)
 
 
-def _emit(body: Any, type_: str, reason: str, message: str) -> None:
-    kopf.event(body, type=type_, reason=reason, message=message[:1000])
-
-
 _reconciler: Reconciler | None = None
+_settle: Debouncer | None = None
 
 
 def reconciler() -> Reconciler:
-    global _reconciler
+    global _reconciler, _settle
     if _reconciler is None:
-        _reconciler = Reconciler(get_settings(), live=_lookup, emit=_emit)
+        settings = get_settings()
+        _settle = Debouncer(settings.settle_seconds, _resync_latest, name="irisop-settle")
+        _reconciler = Reconciler(settings, live=_lookup, emit=kube.post_event, defer=lambda key, body: _settle.submit(key, key))
     return _reconciler
 
 
+def _resync_latest(key: tuple[str, str]) -> None:
+    """Run the deferred resync on the newest body of the IrisModel, if it still exists."""
+    store = _INDEXES.get(names.KIND)
+    parent = next(iter(store.get(key, [])), None) if store is not None else None
+    if parent is None or parent["metadata"].get("deletionTimestamp"):
+        return
+    try:
+        _run("settle", reconciler().resync_children, parent, 0)
+    except (kopf.TemporaryError, kopf.PermanentError) as exc:
+        # Not retried here: the next watch event or the parent's own handler tries again.
+        log.warning("resync of %s/%s failed: %s", *key, exc)
+
+
 def _lookup(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """The live child from the watch cache; a read (never a write) when the cache has none.
+
+    Right after we create a child, the watch may not have delivered it yet;
+    asking the API server then avoids applying it a second time.
+    """
     store = _INDEXES.get(kind)
-    if store is None:
-        return kube.get(kind, namespace, name)  # before the first event, e.g. in tests
-    for value in store.get((namespace, name), []):
+    for value in store.get((namespace, name), []) if store is not None else []:
         return value
-    return None
+    return kube.get(kind, namespace, name)
 
 
 def _remember_indexes(kwargs: dict[str, Any]) -> None:
+    if "irismodels" in kwargs:
+        _INDEXES[names.KIND] = kwargs["irismodels"]
     for kind in CHILD_RESOURCES:
         key = f"children_{kind.lower()}"
         if key in kwargs:
@@ -149,18 +167,14 @@ def forget_model(namespace: str, name: str, **_: Any) -> None:
 
 
 def _on_child_event(kind: str):
-    def handler(event: dict, namespace: str, labels: kopf.Labels, irismodels: kopf.Index, **kwargs: Any) -> None:
+    def handler(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
+        """Any change of a child (drift, deletion, rollout progress): settle, then resync its IrisModel."""
         _remember_indexes(kwargs)
         parent_name = labels.get(names.LABEL_INSTANCE)
-        parent = next(iter(irismodels.get((namespace, parent_name), [])), None)
-        if parent is None or parent["metadata"].get("deletionTimestamp"):
-            return  # orphan or going away: garbage collection handles it
-        try:
-            _run(f"child_{kind.lower()}", reconciler().resync_children, parent, 0)
-        except (kopf.TemporaryError, kopf.PermanentError) as exc:
-            # Event handlers are not retried by kopf; the next watch event or
-            # the parent's own handler tries again.
-            log.warning("resync of %s/%s after %s %s failed: %s", namespace, parent_name, kind, event.get("type"), exc)
+        if parent_name:
+            reconciler()
+            assert _settle is not None
+            _settle.submit((namespace, parent_name), (namespace, parent_name))
 
     return kopf.on.event(*CHILD_RESOURCES[kind], id=f"on_{kind.lower()}_event", labels=dict(names.MANAGED_SELECTOR))(handler)
 

@@ -10,6 +10,7 @@ import base64
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from kubernetes import client, config
@@ -141,6 +142,38 @@ def patch_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
     metrics.API_WRITES.labels(verb="status", kind=names.KIND).inc()
     _call("PATCH", _path(names.KIND, namespace, name, "status"), body={"status": dict(status)},
           content_type="application/merge-patch+json")
+
+
+def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    """A core/v1 Event about the IrisModel, shown by `kubectl describe irismodel`.
+
+    Posted directly rather than through kopf.event(), which only works inside
+    kopf's handler context; status is also published from the settle thread.
+    """
+    meta = body["metadata"]
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {"apiVersion": names.API_VERSION, "kind": names.KIND, "name": meta["name"],
+                           "namespace": meta["namespace"], "uid": meta["uid"]},
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": names.OPERATOR_NAME},
+        "reportingComponent": names.OPERATOR_NAME,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    metrics.API_WRITES.labels(verb="create", kind="Event").inc()
+    try:
+        _call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
+    except KubeError as exc:
+        # An Event is best effort: failing to tell must not fail the reconcile
+        # (e.g. the namespace is being deleted).
+        log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
 
 
 def read_secret(namespace: str, name: str) -> dict[str, str]:

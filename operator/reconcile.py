@@ -1,14 +1,14 @@
 """The reconcile loop, as a short list of named steps.
 
     spec      = validate(body)                      # SpecError -> Degraded, no retry
-    artifact  = ensure_artifact(body, spec)         # S3 -> verified copy (never unpickled)
-    image     = ensure_image(spec, artifact)        # content-addressed model image, by digest
-    live      = apply_children(owner, spec, image)  # server-side apply, only what drifted
-    publish_status(body, facts)                     # written only when it changes
+    served    = ensure_served_version(body, spec)   # S3 artifact verified (never unpickled),
+                                                    # then the content-addressed image, by digest
+    apply_children(owner, spec, served)             # server-side apply, only what drifted
+    publish_status(body, ...)                       # written only when it changes
 
 Two entry points share these steps: ``reconcile`` runs all of them when the
 IrisModel itself changes; ``resync_children`` runs the last two when a child
-changes (drift, rollout progress), using the image already in status, so a
+changes (drift, rollout progress), using the version already decided, so a
 child event never touches S3 or a registry.
 """
 from __future__ import annotations
@@ -31,7 +31,8 @@ from .spec import IrisModelSpec, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
 
-# kind -> live object lookup (backed by kopf indexes in the running operator)
+Key = tuple[str, str]  # (namespace, name)
+# kind, namespace, name -> live object (backed by kopf indexes in the running operator)
 LiveLookup = Callable[[str, str, str], "dict[str, Any] | None"]
 # Emit a Kubernetes Event about the IrisModel: (body, type, reason, message)
 EventSink = Callable[[Mapping[str, Any], str, str, str], None]
@@ -51,49 +52,89 @@ class Pipeline:
         return ensure_model_image(artifact, repository, settings)
 
 
+@dataclass(frozen=True)
+class ServedVersion:
+    """The image and model the Deployment runs: changes only when a new version passed the pipeline."""
+
+    image: str
+    sha256: str
+    model: Mapping[str, Any]  # status.model, including the source key it was built for
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any]) -> "ServedVersion | None":
+        model = status.get("model") or {}
+        if not status.get("image") or not model.get("sha256"):
+            return None
+        return cls(image=status["image"], sha256=model["sha256"], model=model)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the last pipeline run decided: its conditions, and a problem that blocks the newest spec."""
+
+    decided: tuple[c.Condition, ...] = ()
+    blocking: c.Condition | None = None
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any]) -> "Outcome":
+        # After a restart: keep the recorded conditions, and a recorded failure keeps Degraded true.
+        for type_ in (c.ARTIFACT_READY, c.IMAGE_READY):
+            cond = c.condition(status, type_)
+            if cond.get("status") == "False":
+                return cls(blocking=c.Condition(c.DEGRADED, True, cond.get("reason", ""), cond.get("message", "")))
+        return cls()
+
+
 class Reconciler:
     def __init__(self, settings: Settings, live: LiveLookup, emit: EventSink, pipeline: Pipeline | None = None,
-                 api: Any = kube):
+                 api: Any = kube, defer: Callable[[Key, Mapping[str, Any]], None] | None = None):
         self.settings = settings
-        self.api = api  # the kube module; unit tests pass a recording fake
         self.live = live
         self.emit = emit
         self.pipeline = pipeline or Pipeline()
+        self.api = api  # the kube module; unit tests pass a recording fake
+        # How status publication after a change is scheduled. The operator
+        # passes a Debouncer so the burst of Deployment events that follows an
+        # apply costs one status write; the default publishes at once.
+        self.defer = defer or (lambda key, body: self.resync_children(body))
         # One reconcile per IrisModel at a time: child events and spec changes
         # arrive on different threads and must not publish stale status.
-        self._locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
-        # The status we last wrote, fresher than the watch cache right after a write.
-        self._published: dict[tuple[str, str], dict[str, Any]] = {}
+        self._locks: dict[Key, threading.Lock] = defaultdict(threading.Lock)
+        # In-memory truth, fresher than the watch cache right after a write.
+        self._published: dict[Key, dict[str, Any]] = {}  # the status we last wrote
+        self._served: dict[Key, ServedVersion] = {}
+        self._outcome: dict[Key, Outcome] = {}
 
     # ---- entry points -------------------------------------------------
 
     def reconcile(self, body: Mapping[str, Any]) -> None:
         """Full reconcile after a change of the IrisModel (or operator start)."""
         owner = Owner.from_body(body)
-        with self._locks[(owner.namespace, owner.name)]:
+        key = (owner.namespace, owner.name)
+        with self._locks[key]:
             spec = self.validate(body)
             served = self.ensure_served_version(body, spec)
-            live = self.apply_children(owner, spec, served.image, served.sha256)
-            self.publish_status(body, spec, live.get("Deployment"), served)
+            self.apply_children(owner, spec, served)
+        self.defer(key, body)
 
     def resync_children(self, body: Mapping[str, Any]) -> None:
-        """A child changed: restore drift and refresh status, nothing else."""
+        """A child changed (or a change was just applied): restore drift and refresh status."""
         owner = Owner.from_body(body)
-        with self._locks[(owner.namespace, owner.name)]:
-            status = self.current_status(body)
+        key = (owner.namespace, owner.name)
+        with self._locks[key]:
             try:
                 spec = parse_spec(body.get("spec") or {})
             except SpecError:
                 return  # the full reconcile reports it
-            served = ServedVersion.from_status(status, decided=())
+            served = self.served_version(body)
             if served is None:
                 return  # the pipeline has not produced an image yet
-            live = self.apply_children(owner, spec, served.image, served.sha256)
+            live = self.apply_children(owner, spec, served)
             self.publish_status(body, spec, live.get("Deployment"), served)
 
     def forget(self, namespace: str, name: str) -> None:
-        self._published.pop((namespace, name), None)
-        self._locks.pop((namespace, name), None)
+        for store in (self._published, self._served, self._outcome, self._locks):
+            store.pop((namespace, name), None)
 
     # ---- steps --------------------------------------------------------
 
@@ -103,56 +144,45 @@ class Reconciler:
             if not spec.image and not (spec.repository or self.settings.default_repository):
                 raise SpecError("spec.repository: no image repository (set spec.repository or IRISOP_DEFAULT_REPOSITORY)")
         except SpecError as exc:
-            blocking = c.Condition(c.DEGRADED, True, c.SPEC_INVALID, str(exc))
-            self._report_failure(body, blocking, decided=())
+            self._report_failure(body, Outcome(blocking=c.Condition(c.DEGRADED, True, c.SPEC_INVALID, str(exc))))
             raise
         return spec
 
-    def ensure_served_version(self, body: Mapping[str, Any], spec: IrisModelSpec) -> "ServedVersion":
-        """Artifact then image, skipped when status already records both for this source."""
-        status = self.current_status(body)
+    def ensure_served_version(self, body: Mapping[str, Any], spec: IrisModelSpec) -> ServedVersion:
+        """Artifact then image; skipped when the served version was built from this very source."""
         key = source_key(spec, self.settings)
-        known = ServedVersion.from_status(status, decided=())
-        if known is not None and status.get("model", {}).get("source") == key and c.is_true(status, c.IMAGE_READY):
+        known = self.served_version(body)
+        if known is not None and known.model.get("source") == key and self.outcome(body).blocking is None:
+            self._outcome[_key(body)] = Outcome()  # clears a SpecInvalid that has since been fixed
             return known
         try:
-            source = self._with_credentials(body, spec.source, spec)
-            artifact = self.pipeline.fetch_artifact(source, self.settings)
-            artifact_ok = c.Condition(c.ARTIFACT_READY, True, c.VERIFIED, f"sha256 {artifact.sha256[:12]} verified")
+            artifact = self.pipeline.fetch_artifact(self._with_credentials(body, spec), self.settings)
         except PipelineError as exc:
-            self._report_pipeline_error(body, c.ARTIFACT_READY, exc)
+            waiting = c.Condition(c.IMAGE_READY, None, c.PENDING, "waiting for a verified artifact")
+            self._report_pipeline_error(body, c.Condition(c.ARTIFACT_READY, False, exc.reason, exc.message), waiting)
             raise
+        artifact_ok = c.Condition(c.ARTIFACT_READY, True, c.VERIFIED, f"sha256 {artifact.sha256[:12]} verified")
         try:
-            if spec.image:
-                image = spec.image
-                image_ok = c.Condition(c.IMAGE_READY, True, c.USER_PROVIDED_IMAGE, "spec.image is served as given")
-            else:
-                repository = spec.repository or self.settings.default_repository
-                result = self.pipeline.ensure_model_image(artifact, repository, self.settings)
-                image = result.image
-                reason = c.IMAGE_REUSED if result.reused else c.IMAGE_BUILT
-                image_ok = c.Condition(c.IMAGE_READY, True, reason, f"{result.tag} ({'already in registry' if result.reused else 'pushed'})")
+            image, image_ok = self._image_for(spec, artifact)
         except PipelineError as exc:
-            self._report_pipeline_error(body, c.IMAGE_READY, exc, artifact_ok=artifact_ok)
+            self._report_pipeline_error(body, artifact_ok, c.Condition(c.IMAGE_READY, False, exc.reason, exc.message))
             raise
-        model = {
-            "uri": artifact.uri,
-            "sha256": artifact.sha256,
-            "shortSha": artifact.sha256[:12],
-            "source": key,
-        }
+        model = {"uri": artifact.uri, "sha256": artifact.sha256, "shortSha": artifact.sha256[:12], "source": key}
         if artifact.version_id:
             model["versionId"] = artifact.version_id
         if artifact.etag:
             model["etag"] = artifact.etag
+        served = ServedVersion(image=image, sha256=artifact.sha256, model=model)
+        self._served[_key(body)] = served
+        self._outcome[_key(body)] = Outcome(decided=(artifact_ok, image_ok))
         if known is None or known.image != image:
-            self.emit(body, "Normal", "ModelVersionReady", f"serving image {image} for model sha256 {artifact.sha256[:12]}")
-        return ServedVersion(image=image, sha256=artifact.sha256, model=model, decided=(artifact_ok, image_ok))
+            self.emit(body, "Normal", "ModelVersionReady", f"image {image} for model sha256 {artifact.sha256[:12]}")
+        return served
 
-    def apply_children(self, owner: Owner, spec: IrisModelSpec, image: str, sha256: str) -> dict[str, Any]:
+    def apply_children(self, owner: Owner, spec: IrisModelSpec, served: ServedVersion) -> dict[str, Any]:
         """Apply what drifted, delete what must not exist; return the live children."""
         live_children: dict[str, Any] = {}
-        for kind, desired in build_children(owner, spec, image, sha256).items():
+        for kind, desired in build_children(owner, spec, served.image, served.sha256).items():
             live = self.live(kind, owner.namespace, names.child_name(owner.name))
             if desired is None:
                 if live is not None:
@@ -162,66 +192,86 @@ class Reconciler:
         return live_children
 
     def publish_status(self, body: Mapping[str, Any], spec: IrisModelSpec, deployment: Mapping[str, Any] | None,
-                       served: "ServedVersion") -> None:
+                       served: ServedVersion) -> None:
         owner = Owner.from_body(body)
-        status = self.current_status(body)
-        rollout = c.observe_rollout(deployment, served.image)
+        outcome = self.outcome(body)
         facts = c.StatusFacts(
             generation=int(body["metadata"].get("generation", 0)),
             selector=names.selector_string(owner.name),
-            rollout=rollout,
+            rollout=c.observe_rollout(deployment, served.image),
             url=names.service_url(owner.name, owner.namespace, spec.service_port, self.settings.cluster_domain),
             image=served.image,
             model=served.model,
-            decided=served.decided,
-            blocking=blocking_from_status(status) if not served.decided else None,
+            decided=outcome.decided,
+            blocking=outcome.blocking,
         )
-        self._write_status(body, status, facts)
+        self._write_status(body, facts)
+
+    # ---- state --------------------------------------------------------
+
+    def current_status(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._published.get(_key(body)) or dict(body.get("status") or {})
+
+    def served_version(self, body: Mapping[str, Any]) -> ServedVersion | None:
+        return self._served.get(_key(body)) or ServedVersion.from_status(self.current_status(body))
+
+    def outcome(self, body: Mapping[str, Any]) -> Outcome:
+        return self._outcome.get(_key(body)) or Outcome.from_status(self.current_status(body))
 
     # ---- helpers ------------------------------------------------------
 
-    def current_status(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        key = (body["metadata"]["namespace"], body["metadata"]["name"])
-        return self._published.get(key) or dict(body.get("status") or {})
+    def _image_for(self, spec: IrisModelSpec, artifact: VerifiedArtifact) -> tuple[str, c.Condition]:
+        if spec.image:
+            return spec.image, c.Condition(c.IMAGE_READY, True, c.USER_PROVIDED_IMAGE, "spec.image is served as given")
+        repository = spec.repository or self.settings.default_repository
+        result = self.pipeline.ensure_model_image(artifact, repository, self.settings)
+        reason, how = (c.IMAGE_REUSED, "already in the registry") if result.reused else (c.IMAGE_BUILT, "pushed")
+        return result.image, c.Condition(c.IMAGE_READY, True, reason, f"{result.tag} {how}")
 
-    def _write_status(self, body: Mapping[str, Any], current: Mapping[str, Any], facts: c.StatusFacts) -> None:
+    def _write_status(self, body: Mapping[str, Any], facts: c.StatusFacts) -> None:
+        current = self.current_status(body)
         new = c.desired_status(current, facts)
         patch = c.status_patch(current, new)
         if not patch:
             return
         meta = body["metadata"]
         self.api.patch_status(meta["namespace"], meta["name"], patch)
-        self._published[(meta["namespace"], meta["name"])] = new
+        self._published[_key(body)] = new
         was_ready, now_ready = c.is_true(current, c.READY), c.is_true(new, c.READY)
-        if now_ready and not was_ready:
-            self.emit(body, "Normal", "Ready", c.condition(new, c.READY).get("message", ""))
-        elif was_ready and not now_ready:
+        if was_ready != now_ready:
             cond = c.condition(new, c.READY)
-            self.emit(body, "Warning", cond.get("reason", "NotReady"), cond.get("message", ""))
+            if now_ready:
+                self.emit(body, "Normal", "Ready", cond.get("message", ""))
+            else:
+                self.emit(body, "Warning", cond.get("reason", "NotReady"), cond.get("message", ""))
 
-    def _report_failure(self, body: Mapping[str, Any], blocking: c.Condition, decided: tuple[c.Condition, ...]) -> None:
-        status = self.current_status(body)
-        deployment = self.live("Deployment", body["metadata"]["namespace"], names.child_name(body["metadata"]["name"]))
-        served = ServedVersion.from_status(status, decided=decided)
+    def _report_failure(self, body: Mapping[str, Any], outcome: Outcome) -> None:
+        """Publish a failure at once (it must not wait for a child event) and tell the user once."""
+        assert outcome.blocking is not None
+        degraded_before = c.condition(self.current_status(body), c.DEGRADED)
+        self._outcome[_key(body)] = outcome
+        served = self.served_version(body)
+        meta = body["metadata"]
         facts = c.StatusFacts(
-            generation=int(body["metadata"].get("generation", 0)),
-            selector=names.selector_string(body["metadata"]["name"]),
-            rollout=c.observe_rollout(deployment, served.image if served else None),
-            decided=decided,
-            blocking=blocking,
+            generation=int(meta.get("generation", 0)),
+            selector=names.selector_string(meta["name"]),
+            rollout=c.observe_rollout(self.live("Deployment", meta["namespace"], names.child_name(meta["name"])),
+                                      served.image if served else None),
+            decided=outcome.decided,
+            blocking=outcome.blocking,
         )
-        degraded_before = c.condition(status, c.DEGRADED)
-        self._write_status(body, status, facts)
-        if degraded_before.get("reason") != blocking.reason or degraded_before.get("message") != blocking.message:
+        self._write_status(body, facts)
+        blocking = outcome.blocking
+        if (degraded_before.get("reason"), degraded_before.get("message")) != (blocking.reason, blocking.message):
             self.emit(body, "Warning", blocking.reason, blocking.message)
 
-    def _report_pipeline_error(self, body: Mapping[str, Any], type_: str, exc: PipelineError,
-                               artifact_ok: c.Condition | None = None) -> None:
-        failed = c.Condition(type_, False, exc.reason, exc.message)
-        decided = (artifact_ok, failed) if artifact_ok else (failed, c.Condition(c.IMAGE_READY, None, c.PENDING, "waiting for a verified artifact"))
-        self._report_failure(body, c.Condition(c.DEGRADED, True, exc.reason, exc.message), decided)
+    def _report_pipeline_error(self, body: Mapping[str, Any], first: c.Condition, second: c.Condition) -> None:
+        failed = first if first.status is False else second
+        self._report_failure(body, Outcome(decided=(first, second),
+                                           blocking=c.Condition(c.DEGRADED, True, failed.reason, failed.message)))
 
-    def _with_credentials(self, body: Mapping[str, Any], source: ModelSource, spec: IrisModelSpec) -> ModelSource:
+    def _with_credentials(self, body: Mapping[str, Any], spec: IrisModelSpec) -> ModelSource:
+        source = spec.source
         if not spec.credentials_secret:
             return source
         try:
@@ -229,41 +279,20 @@ class Reconciler:
         except kube.KubeError as exc:
             raise PipelineError("CredentialsUnavailable", f"Secret {spec.credentials_secret}: {exc}",
                                 transient=exc.transient) from exc
-        creds = {k: v for k, v in data.items() if k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
+        keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+        creds = {k: v for k, v in data.items() if k in keys}
         if not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= creds.keys():
             raise PipelineError("CredentialsInvalid",
                                 f"Secret {spec.credentials_secret} needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
         return ModelSource(uri=source.uri, sha256=source.sha256, format=source.format, credentials=creds)
 
 
-@dataclass(frozen=True)
-class ServedVersion:
-    """The image and model the Deployment should run."""
-
-    image: str
-    sha256: str
-    model: Mapping[str, Any]
-    decided: tuple[c.Condition, ...]
-
-    @classmethod
-    def from_status(cls, status: Mapping[str, Any], decided: tuple[c.Condition, ...]) -> "ServedVersion | None":
-        model = status.get("model") or {}
-        if not status.get("image") or not model.get("sha256"):
-            return None
-        return cls(image=status["image"], sha256=model["sha256"], model=model, decided=decided)
-
-
-def blocking_from_status(status: Mapping[str, Any]) -> c.Condition | None:
-    """A pipeline failure recorded earlier keeps Degraded true until a reconcile clears it."""
-    for type_ in (c.ARTIFACT_READY, c.IMAGE_READY):
-        cond = c.condition(status, type_)
-        if cond.get("status") == "False":
-            return c.Condition(c.DEGRADED, True, cond.get("reason", ""), cond.get("message", ""))
-    return None
+def _key(body: Mapping[str, Any]) -> Key:
+    return body["metadata"]["namespace"], body["metadata"]["name"]
 
 
 def source_key(spec: IrisModelSpec, settings: Settings) -> str:
-    """Identifies everything the served image depends on; a change triggers the pipeline."""
+    """Identifies everything the served image depends on; a change re-runs the pipeline."""
     doc = {
         "uri": spec.model_uri,
         "sha256": spec.model_sha256,

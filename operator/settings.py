@@ -44,10 +44,9 @@ class Settings:
     work_dir: str = field(default="/tmp/irisop", metadata={"env": "IRISOP_WORK_DIR"})
     # Largest model file the operator will download.
     max_artifact_bytes: int = field(default=64 * 1024 * 1024, metadata={"env": "IRISOP_MAX_ARTIFACT_BYTES", "parse": int})
-    # Seconds between periodic reconciles: catches drift kopf's watch cannot see (e.g. ECR images deleted).
-    resync_seconds: float = field(default=60.0, metadata={"env": "IRISOP_RESYNC_SECONDS", "parse": float})
-    # Seconds between status checks while a rollout is in progress.
-    rollout_poll_seconds: float = field(default=3.0, metadata={"env": "IRISOP_ROLLOUT_POLL_SECONDS", "parse": float})
+    # Seconds to gather a burst of child events (a new Deployment makes several
+    # within a second) into one drift check and at most one status write.
+    settle_seconds: float = field(default=1.0, metadata={"env": "IRISOP_SETTLE_SECONDS", "parse": float})
     # Port of the Prometheus metrics endpoint (0 disables it).
     metrics_port: int = field(default=8080, metadata={"env": "IRISOP_METRICS_PORT", "parse": int})
     # kopf peering (leader election) so that two operator replicas are safe; off for local runs.

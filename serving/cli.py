@@ -45,7 +45,13 @@ def run(args: argparse.Namespace) -> int:
     if args.expected_sha256:
         env["IRISOP_EXPECTED_SHA256"] = args.expected_sha256
     argv = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(args.port), "--host", args.host]
-    print(f"serving {model_dir} on http://{args.host}:{args.port} (POST /predict, GET /metadata, /readyz, /docs.json)", flush=True)
+    base = f"http://{args.host}:{args.port}"
+    print(f"serving {model_dir} on {base} (POST /predict, GET /metadata, /readyz, /docs.json)", flush=True)
+    print(
+        f"try: curl -s -X POST {base}/predict -H 'Content-Type: application/json' "
+        """-d '{"rows": [[5.1, 3.5, 1.4, 0.2], [6.9, 3.1, 5.4, 2.1]]}'""",
+        flush=True,
+    )
     # exec: signals (Ctrl-C, SIGTERM from a test fixture) reach BentoML directly.
     os.execvpe(argv[0], argv, env)
     return 0  # not reached

@@ -43,6 +43,12 @@ class BatchTooLarge(ServingError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
+class UnsupportedMediaType(ServingError):
+    """The body is not sent as JSON (form and multipart bodies are refused)."""
+
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
 class ModelNotReady(ServingError):
     """The model failed its start-up checks; the message is the reason."""
 

@@ -5,11 +5,18 @@ contract, the file's sha256 against model.json and against the sha256 the
 operator expects, the scikit-learn minor version, and only then the load
 (joblib, or skops with an explicit list of trusted types), a shape check and
 a sanity prediction.
+
+The load itself runs in a child process (extract.py) that returns the weights
+of a recognised estimator; the server then never imports scikit-learn. Any
+other estimator is loaded in-process and served through its own predict_proba.
 """
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
+from importlib.metadata import PackageNotFoundError, version
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +35,14 @@ from .contract import (
     sklearn_compatible,
 )
 from .errors import ModelLoadError
-from .predictor import Predictor, build_predictor
+from .predictor import LinearWeights, Predictor, agrees, build_predictor, check_set, softmax_predictor
 
 # skops refuses to instantiate any type not on its built-in safe list unless it
 # is named here. The trainer emits a LogisticRegression, which is on that list,
 # so nothing extra is trusted; a file needing more is refused with the list.
 SKOPS_TRUSTED_TYPES: tuple[str, ...] = ()
+
+EXTRACT_TIMEOUT = 120.0  # seconds; a cold scikit-learn import on a busy node takes a few
 
 REFERENCE_ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [6.9, 3.1, 5.4, 2.1]])
 
@@ -42,7 +51,7 @@ REFERENCE_ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [6.9, 3.1
 class LoadedModel:
     metadata: ArtifactMetadata
     sha256: str
-    estimator: Any
+    estimator: Any | None  # None when only the weights were loaded (fast path)
     predictor: Predictor
 
 
@@ -80,12 +89,20 @@ def verify_file(model_dir: Path, meta: ArtifactMetadata, expected_sha256: str | 
     return path
 
 
-def check_sklearn_version(meta: ArtifactMetadata) -> None:
-    import sklearn
+def sklearn_version() -> str:
+    # From the installed metadata: importing sklearn just to read its version
+    # would cost ~100 MiB of resident memory (see extract.py).
+    try:
+        return version("scikit-learn")
+    except PackageNotFoundError as exc:
+        raise ModelLoadError("scikit-learn is not installed in this server") from exc
 
-    if not sklearn_compatible(meta.sklearn_version, sklearn.__version__):
+
+def check_sklearn_version(meta: ArtifactMetadata) -> None:
+    running = sklearn_version()
+    if not sklearn_compatible(meta.sklearn_version, running):
         raise ModelLoadError(
-            f"model trained with scikit-learn {meta.sklearn_version}, this server runs {sklearn.__version__} "
+            f"model trained with scikit-learn {meta.sklearn_version}, this server runs {running} "
             "(pickled models are only supported on the same minor release)"
         )
 
@@ -132,17 +149,56 @@ def sanity_predict(predictor: Predictor) -> None:
         raise ModelLoadError("sanity prediction probabilities do not sum to 1")
 
 
-def load_model(model_dir: Path, expected_sha256: str | None = None) -> LoadedModel:
+def extract_in_child(path: Path, fmt: str) -> dict[str, Any]:
+    """Run extract.py on the model file; its stderr line becomes the reason on failure."""
+    package = __package__ or "irisop_serving"  # `serving` inside a Bento
+    argv = [sys.executable, "-m", f"{package}.extract", str(path), fmt]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=EXTRACT_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ModelLoadError(f"loading {path.name} in a child process failed: {exc}") from exc
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        raise ModelLoadError(lines[-1] if lines else f"loading {path.name} failed with exit code {proc.returncode}")
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"loading {path.name}: unreadable answer from the child process") from exc
+
+
+def fast_predictor_from(doc: dict[str, Any]) -> Predictor | None:
+    """A numpy predictor rebuilt from extracted weights, if it reproduces the estimator."""
+    linear = doc.get("linear")
+    if not linear:
+        return None
+    weights = LinearWeights(coef=np.array(linear["coef"], dtype=np.float64), intercept=np.array(linear["intercept"], dtype=np.float64))
+    proba = softmax_predictor(weights)
+    expected = np.array(doc["check_proba"], dtype=np.float64)
+    classes = np.array(doc["check_classes"])
+    if not agrees(proba, check_set(), expected, classes):
+        return None
+    return Predictor(predict_proba=proba, kind=f"fast:{doc['estimator']}")
+
+
+def load_in_process(path: Path, fmt: str) -> tuple[Any, Predictor]:
+    estimator = load_estimator(path, fmt)
+    check_estimator(estimator)
+    try:
+        return estimator, build_predictor(estimator)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ModelLoadError(f"estimator failed on the check set: {exc}") from exc
+
+
+def load_model(model_dir: Path, expected_sha256: str | None = None, isolate: bool = True) -> LoadedModel:
+    """All start-up checks; ``isolate`` loads the file in a child process first."""
     if not model_dir.is_dir():
         raise ModelLoadError(f"model directory {model_dir} does not exist")
     meta = read_metadata(model_dir)
     path = verify_file(model_dir, meta, expected_sha256)
     check_sklearn_version(meta)
-    estimator = load_estimator(path, meta.format)
-    check_estimator(estimator)
-    try:
-        predictor = build_predictor(estimator)
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise ModelLoadError(f"estimator failed on the check set: {exc}") from exc
+    estimator: Any | None = None
+    predictor = fast_predictor_from(extract_in_child(path, meta.format)) if isolate else None
+    if predictor is None:
+        estimator, predictor = load_in_process(path, meta.format)
     sanity_predict(predictor)
     return LoadedModel(metadata=meta, sha256=meta.sha256, estimator=estimator, predictor=predictor)

@@ -4,8 +4,8 @@ Profiling showed ``predict_proba`` on one row costs ~200 µs, almost all of it
 scikit-learn's input validation; the arithmetic of a linear model is a few
 microseconds. For estimator types we recognise, the fitted weights are copied
 into numpy at load time and the same formula is evaluated directly. The fast
-path is only used after it has matched ``predict_proba`` on a check set; any
-other estimator, or a mismatch, falls back to the estimator itself.
+path is only used after it has matched ``predict_proba`` (and ``predict``) on
+a check set; any other estimator, or a mismatch, falls back to the estimator.
 """
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ class Predictor:
     kind: str  # "fast:<estimator>" or "estimator:<estimator>", shown in /metadata
 
 
+@dataclass(frozen=True)
+class LinearWeights:
+    """A multinomial linear model: softmax(X @ coef.T + intercept)."""
+
+    coef: np.ndarray  # (classes, features)
+    intercept: np.ndarray  # (classes,)
+
+
 def check_set(n: int = 256, seed: int = 0) -> np.ndarray:
     """Rows spread over (and beyond) the Iris value range, including the extremes."""
     rng = np.random.default_rng(seed)
@@ -38,19 +46,25 @@ def check_set(n: int = 256, seed: int = 0) -> np.ndarray:
     return np.vstack([random, corners, -random[:8] * 10])
 
 
-def _multinomial_logistic(estimator: Any) -> Proba | None:
+def linear_weights(estimator: Any) -> LinearWeights | None:
+    """The weights of a recognised estimator, or None (then the estimator itself is used)."""
     from sklearn.linear_model import LogisticRegression
 
+    # Exact type: a subclass may override predict_proba.
     if type(estimator) is not LogisticRegression:
         return None
-    coef = np.ascontiguousarray(estimator.coef_, dtype=np.float64)
+    coef = np.asarray(estimator.coef_, dtype=np.float64)
     if coef.ndim != 2 or coef.shape[0] < 3:
         return None  # binary models use a different formula; not ours
-    weights = np.ascontiguousarray(coef.T)  # (features, classes): X @ weights
-    intercept = np.ascontiguousarray(estimator.intercept_, dtype=np.float64)
+    return LinearWeights(coef=coef, intercept=np.asarray(estimator.intercept_, dtype=np.float64))
+
+
+def softmax_predictor(weights: LinearWeights) -> Proba:
+    matrix_w = np.ascontiguousarray(weights.coef.T)  # (features, classes): X @ W
+    intercept = np.ascontiguousarray(weights.intercept)
 
     def predict_proba(matrix: np.ndarray) -> np.ndarray:
-        scores = matrix @ weights
+        scores = matrix @ matrix_w
         scores += intercept
         scores -= scores.max(axis=1, keepdims=True)  # keeps exp() from overflowing
         np.exp(scores, out=scores)
@@ -60,20 +74,28 @@ def _multinomial_logistic(estimator: Any) -> Proba | None:
     return predict_proba
 
 
-FAST_PATHS: tuple[Callable[[Any], Proba | None], ...] = (_multinomial_logistic,)
+def agrees(proba: Proba, checks: np.ndarray, expected_proba: np.ndarray, expected_classes: np.ndarray) -> bool:
+    """Does ``proba`` reproduce the estimator's probabilities and classes on the check set?"""
+    got = proba(checks.copy())
+    return (
+        got.shape == expected_proba.shape
+        and np.array_equal(got.argmax(axis=1), expected_classes)
+        and bool(np.allclose(got, expected_proba, rtol=_RTOL, atol=_ATOL))
+    )
+
+
+FAST_PATHS: tuple[Callable[[Any], Proba | None], ...] = (
+    lambda estimator: softmax_predictor(w) if (w := linear_weights(estimator)) is not None else None,
+)
 
 
 def build_predictor(estimator: Any, checks: np.ndarray | None = None) -> Predictor:
     name = type(estimator).__name__
-    reference = estimator.predict_proba
     checks = check_set() if checks is None else checks
-    expected = reference(checks)
+    expected = estimator.predict_proba(checks)
+    classes = estimator.predict(checks)
     for factory in FAST_PATHS:
         fast = factory(estimator)
-        if fast is None:
-            continue
-        got = fast(checks.copy())
-        same_classes = np.array_equal(got.argmax(axis=1), estimator.predict(checks))
-        if got.shape == expected.shape and same_classes and np.allclose(got, expected, rtol=_RTOL, atol=_ATOL):
+        if fast is not None and agrees(fast, checks, expected, classes):
             return Predictor(predict_proba=fast, kind=f"fast:{name}")
-    return Predictor(predict_proba=reference, kind=f"estimator:{name}")
+    return Predictor(predict_proba=estimator.predict_proba, kind=f"estimator:{name}")

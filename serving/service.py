@@ -23,8 +23,8 @@ from starlette.responses import Response
 
 from .contract import CLASSES, FEATURES
 from .errors import ModelLoadError, ModelNotReady, ServingError, http_response
-from .loader import LoadedModel, load_model
-from .probes import ProbeMiddleware
+from .loader import LoadedModel, load_model, sklearn_version
+from .middleware import EdgeMiddleware
 from .settings import DEFAULT_MAX_BATCH_ROWS, ServingSettings, bentoml_config
 from .validation import rows_to_matrix
 
@@ -55,8 +55,6 @@ STATE = ModelState()
 
 
 def _build_info(model: LoadedModel) -> dict[str, Any]:
-    import sklearn
-
     raw = model.metadata.raw
     return {
         "ready": True,
@@ -72,7 +70,7 @@ def _build_info(model: LoadedModel) -> dict[str, Any]:
         "features": list(FEATURES),
         "classes": list(CLASSES),
         "predictor": model.predictor.kind,
-        "server": {"scikit-learn": sklearn.__version__, "bentoml": bentoml.__version__, "python": platform.python_version()},
+        "server": {"scikit-learn": sklearn_version(), "bentoml": bentoml.__version__, "python": platform.python_version()},
     }
 
 
@@ -115,7 +113,6 @@ class PredictResponse(BaseModel):
     name="iris_classifier",
     # One worker per container: Kubernetes scales pods (HPA), not processes.
     workers=1,
-    traffic={"timeout": 30},
     **bentoml_config(),
 )
 class IrisClassifier:
@@ -161,4 +158,4 @@ class IrisClassifier:
         }
 
 
-IrisClassifier.add_asgi_middleware(ProbeMiddleware, status=lambda: STATE)
+IrisClassifier.add_asgi_middleware(EdgeMiddleware, status=lambda: STATE)

@@ -49,9 +49,11 @@ class ClusterConfig:
     admin_instance_type: str = _opt("t3.small", "EC2 instance type of the admin instance")
     admin_ami: str = _opt("", "AMI of the admin instance (empty: latest Debian 12 from the public SSM parameter)")
     admin_key_name: str = _opt("", "EC2 key pair for SSH to the admin instance (empty: none, use SSM Session Manager)")
+    kops_channel: str = _opt("", "kops channel (URL or file:// path; empty: kops' own stable channel, fetched from GitHub)")
     kops_version: str = _opt("1.32.1", "kops release the admin instance installs")
     validate_timeout: str = _opt("15m", "how long `kops validate cluster --wait` waits for a healthy cluster")
     operator_image_tag: str = _opt("0.1.0", "tag of the operator image in operator_repository")
+    operator_role_arn: str = _opt("", "IAM role for the operator's ServiceAccount via IRSA (empty: no IRSA; the node role carries the operator policy)")
     tags: dict[str, str] = _opt({"app.kubernetes.io/part-of": "irisop"}, "tags put on every AWS resource created")
 
     # -- derived values: one place for every name, so create and delete agree --

@@ -14,13 +14,18 @@ from .config import ClusterConfig
 Argv = list[str]
 
 
-def _target(cfg: ClusterConfig) -> Argv:
-    return ["--name", cfg.name, "--state", cfg.state_store]
+def _target(cfg: ClusterConfig, state: str | None = None) -> Argv:
+    return ["--name", cfg.name, "--state", state or cfg.state_store]
 
 
-def create_cluster(cfg: ClusterConfig, vpc_id: str, *, dry_run_yaml: bool = False) -> Argv:
-    """`kops create cluster` with every choice spelled out (no reliance on kops defaults)."""
-    argv = ["kops", "create", "cluster", *_target(cfg), "--cloud", "aws"]
+def create_cluster(cfg: ClusterConfig, vpc_id: str | None, *, dry_run_yaml: bool = False,
+                   state: str | None = None) -> Argv:
+    """`kops create cluster` with every choice spelled out (no reliance on kops defaults).
+
+    vpc_id None lets kops plan a VPC of its own (only used to preview a spec
+    before ours exists); `state` overrides the state store for such previews.
+    """
+    argv = ["kops", "create", "cluster", *_target(cfg, state), "--cloud", "aws"]
     argv += ["--zones", ",".join(cfg.effective_zones)]
     argv += ["--control-plane-zones", ",".join(cfg.effective_zones[: cfg.control_plane_count])]
     argv += ["--control-plane-count", str(cfg.control_plane_count)]
@@ -32,7 +37,11 @@ def create_cluster(cfg: ClusterConfig, vpc_id: str, *, dry_run_yaml: bool = Fals
         # kops needs the zone to exist already; the bootstrap creates it attached to the VPC.
         argv += ["--dns", "private", "--dns-zone", cfg.effective_dns_zone]
     # A shared VPC (ours) so the private zone and admin instance live in the cluster's network.
-    argv += ["--vpc", vpc_id, "--network-cidr", cfg.vpc_cidr]
+    if vpc_id:
+        argv += ["--network-id", vpc_id]
+    argv += ["--network-cidr", cfg.vpc_cidr]
+    if cfg.kops_channel:
+        argv += ["--channel", cfg.kops_channel]
     tags = cfg.aws_tags()
     argv += ["--cloud-labels", ",".join(f"{k}={v}" for k, v in sorted(tags.items()))]
     if dry_run_yaml:
@@ -60,6 +69,18 @@ def validate_cluster(cfg: ClusterConfig) -> Argv:
 
 def delete_cluster(cfg: ClusterConfig) -> Argv:
     return ["kops", "delete", "cluster", *_target(cfg), "--yes"]
+
+
+def kubectl_apply_crds(cfg: ClusterConfig, files: list[str]) -> Argv:
+    argv = ["kubectl", "--context", cfg.name, "apply", "--server-side"]
+    for path in files:
+        argv += ["--filename", path]
+    return argv
+
+
+def kubectl_wait_crds(cfg: ClusterConfig, names: list[str]) -> Argv:
+    return ["kubectl", "--context", cfg.name, "wait", "--for=condition=Established", "--timeout=60s",
+            *[f"customresourcedefinition/{name}" for name in names]]
 
 
 def kubectl_apply(cfg: ClusterConfig, kustomize_dir: str) -> Argv:

@@ -10,11 +10,13 @@ import os
 import shlex
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from . import admin, dns, iam, kops, network, registry, state_bucket
+from .config import ClusterConfig
 from .plan import Context, Step, StepError
 from .runner import CommandFailed, require
 
@@ -57,7 +59,7 @@ def check_tools(ctx: Context) -> str:
     return f"kops, kubectl, AWS account {ctx.account} ({identity.get('Arn', '?')})"
 
 
-def _guard(action):
+def _guard(action: Callable[[Context], str]) -> Callable[[Context], str]:
     """Turn AWS failures into StepErrors (one line for the admin, chained for debugging)."""
 
     def wrapped(ctx: Context) -> str:
@@ -88,18 +90,29 @@ def _cluster_exists(ctx: Context) -> bool:
 
 
 def write_spec(ctx: Context) -> str:
-    """--dry-run: ask kops itself for the cluster spec it would create (no AWS change)."""
+    """--dry-run: ask kops itself for the cluster spec it would create.
+
+    kops reads the state store to refuse an existing cluster, and the state
+    bucket may not exist yet, so the preview uses a throwaway local state
+    store and the real store's path is put back into the result. kops itself
+    makes read-only AWS calls here (zones, instance types, images, the VPC).
+    """
     if ctx.spec_out is None:
         return ""
     spec_runner = ctx.spec_runner
     if spec_runner is None or spec_runner.which("kops") is None:
         return f"; kops not installed, spec not written ({INSTALL_HINTS['kops']})"
-    argv = kops.create_cluster(ctx.cfg, ctx.vpc_id, dry_run_yaml=True)
-    result = spec_runner.run(argv, capture=True)
+    vpc_id = None if ctx.vpc_id == "vpc-dryrun" else ctx.vpc_id  # ours does not exist yet
+    with tempfile.TemporaryDirectory(prefix="irisop-kops-state-") as state_dir:
+        preview_state = f"file://{state_dir}"
+        argv = kops.create_cluster(ctx.cfg, vpc_id, dry_run_yaml=True, state=preview_state)
+        result = spec_runner.run(argv, capture=True)
     if not result.ok:
         tail = " ".join(result.stderr.strip().splitlines()[-2:])
         return f"; `kops create cluster --dry-run` failed, spec not written: {tail}"
-    ctx.spec_out.write_text(result.stdout)
+    # kops prints the throwaway store as file://DIR or plain DIR depending on the field.
+    text = result.stdout.replace(preview_state, ctx.cfg.state_store).replace(state_dir, ctx.cfg.state_store)
+    ctx.spec_out.write_text(text)
     return f"; cluster spec written to {ctx.spec_out}"
 
 
@@ -135,30 +148,56 @@ def _kops_validate(ctx: Context) -> str:
     return "cluster is healthy"
 
 
-def install_kustomization(ctx: Context) -> dict:
-    """A kustomization layered on the aws overlay: this account's ECR image and model repository."""
+# The image name the aws overlay sets (deploy/overlays/aws/kustomization.yaml); the
+# install layer renames it to this account's registry. A test keeps the two in step.
+AWS_OVERLAY_IMAGE = "000000000000.dkr.ecr.us-east-1.amazonaws.com/irisop/operator"
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
+
+
+def install_kustomization(ctx: Context, where: Path) -> dict:
+    """A kustomization (to be written into directory `where`) layered on the aws overlay.
+
+    It sets this account's ECR image, model repository and identity. kustomize
+    refuses absolute resource paths, hence the path relative to `where`.
+    """
     registry_host = f"{ctx.account}.dkr.ecr.{ctx.cfg.region}.amazonaws.com"
+    path = "/metadata/annotations/" + IRSA_ANNOTATION.replace("/", "~1")
+    # Without IRSA the annotation would name a role that does not exist: drop it.
+    irsa = ({"op": "replace", "path": path, "value": ctx.cfg.operator_role_arn} if ctx.cfg.operator_role_arn
+            else {"op": "remove", "path": path})
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [str(ctx.manifests.resolve())],
-        "images": [{"name": "irisop-operator", "newName": f"{registry_host}/{ctx.cfg.operator_repository}",
+        "resources": [os.path.relpath(ctx.manifests.resolve(), Path(where).resolve())],
+        "images": [{"name": AWS_OVERLAY_IMAGE, "newName": f"{registry_host}/{ctx.cfg.operator_repository}",
                     "newTag": ctx.cfg.operator_image_tag}],
         "configMapGenerator": [{"name": "irisop-operator-config", "behavior": "merge", "literals": [
             f"IRISOP_DEFAULT_REPOSITORY={registry_host}/{ctx.cfg.model_repository}",
             f"AWS_REGION={ctx.cfg.region}",
         ]}],
+        "patches": [{"target": {"kind": "ServiceAccount", "name": "irisop-operator"},
+                     "patch": yaml.safe_dump([irsa])}],
     }
 
 
+REPO = Path(__file__).resolve().parents[2]
+# Applied (and waited for) before everything else: kubectl cannot map the
+# ClusterKopfPeering object in the same apply that creates its CRD.
+CRD_FILES = [REPO / "crds" / "irismodel.yaml", REPO / "deploy" / "base" / "kopf-peering-crds.yaml"]
+CRD_NAMES = ["irismodels.ml.irisop.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"]
+
+
 def _install(ctx: Context) -> str:
+    require(ctx.runner, kops.kubectl_apply_crds(ctx.cfg, [str(p) for p in CRD_FILES]))
+    require(ctx.runner, kops.kubectl_wait_crds(ctx.cfg, CRD_NAMES))
     with tempfile.TemporaryDirectory(prefix="irisop-install-") as tmp:
-        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(install_kustomization(ctx), sort_keys=False))
+        (Path(tmp) / "kustomization.yaml").write_text(
+            yaml.safe_dump(install_kustomization(ctx, Path(tmp)), sort_keys=False))
         require(ctx.runner, kops.kubectl_apply(ctx.cfg, tmp))
-    return "CRD and operator applied (server-side apply: re-running changes nothing)"
+    return "CRDs, then the operator applied (server-side apply: re-running changes nothing)"
 
 
-def create_steps(cfg) -> list[Step]:
+def create_steps(cfg: ClusterConfig) -> list[Step]:
     zone = "gossip DNS (no hosted zone)" if cfg.gossip else f"private hosted zone {cfg.effective_dns_zone}"
     return [
         Step("checking kops, kubectl and AWS credentials", check_tools),
@@ -188,7 +227,7 @@ def _keep(ctx: Context, outcome: str) -> str:
     return outcome
 
 
-def delete_steps(cfg) -> list[Step]:
+def delete_steps(cfg: ClusterConfig) -> list[Step]:
     zone = "gossip DNS (no hosted zone)" if cfg.gossip else f"private hosted zone {cfg.effective_dns_zone}"
     return [
         Step("checking kops, kubectl and AWS credentials", check_tools),

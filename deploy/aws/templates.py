@@ -32,7 +32,7 @@ def nodes_policy(cfg: ClusterConfig, account: str) -> dict:
 
 
 def ecr_lifecycle(cfg: ClusterConfig) -> dict:
-    return json.loads(_render("ecr-lifecycle.json", keep_images=cfg.keep_images))
+    return json.loads(_render("ecr-lifecycle.json.tmpl", keep_images=cfg.keep_images))
 
 
 def admin_user_data(cfg: ClusterConfig) -> str:

@@ -131,8 +131,12 @@ def misc_problems(cfg: ClusterConfig) -> list[str]:
             problems.append(f"{key} {value!r}: not an ECR repository name (lowercase, e.g. irisop/models)")
     if cfg.model_repository == cfg.operator_repository:
         problems.append("model_repository and operator_repository must differ")
+    if cfg.kops_channel and not re.match(r"^(https://|file:///)\S+$", cfg.kops_channel):
+        problems.append(f"kops_channel {cfg.kops_channel!r}: expected an https:// URL or a file:/// path")
     if cfg.admin_ami and not re.fullmatch(r"ami-[0-9a-f]{8,17}", cfg.admin_ami):
         problems.append(f"admin_ami {cfg.admin_ami!r}: expected ami-<hex>")
+    if cfg.operator_role_arn and not re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@/-]{1,512}", cfg.operator_role_arn):
+        problems.append(f"operator_role_arn {cfg.operator_role_arn!r}: expected arn:aws:iam::<account>:role/<name>")
     for key, value in cfg.tags.items():
         if not key or len(key) > 128 or len(value) > 256 or key.lower().startswith("aws:"):
             problems.append(f"tag {key!r}: keys 1-128 characters not starting with aws:, values up to 256")

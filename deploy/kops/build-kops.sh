@@ -17,7 +17,22 @@ KOPS_VERSION="${IRISOP_KOPS_VERSION:-v1.32.1}"
 CACHE="${IRISOP_CACHE:-$HOME/.cache/irisop}"
 BIN="$CACHE/kops/$KOPS_VERSION/bin"
 
+CHANNEL="$CACHE/kops/$KOPS_VERSION/channels/stable"
+
+# kops reads its release channel (versions, default images) from GitHub unless
+# told otherwise; the copy from the module lets tests run offline with
+# `--channel file://$CHANNEL`.
+copy_channel() {
+  [ -f "$CHANNEL" ] && return 0
+  local dir
+  dir=$(GOMODCACHE="$CACHE/go/mod" GOFLAGS=-mod=mod go mod download -json "k8s.io/kops@$KOPS_VERSION" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  mkdir -p "$(dirname "$CHANNEL")"
+  cp "$dir/channels/stable" "$CHANNEL"
+}
+
 if [ -x "$BIN/kops" ]; then
+  copy_channel
   echo "$BIN"
   exit 0
 fi
@@ -48,4 +63,5 @@ go build -trimpath -o "$BIN/kops" \
   -ldflags "-s -w -X k8s.io/kops.Version=${KOPS_VERSION#v} -X k8s.io/kops.GitVersion=$KOPS_VERSION" \
   k8s.io/kops/cmd/kops >&2
 echo "built in $(( $(date +%s) - start ))s" >&2
+copy_channel
 echo "$BIN"

@@ -79,9 +79,15 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None 
     return proc.stdout or ""
 
 
+def image_id(ref: str) -> str | None:
+    """Local image id of ref, or None (``podman image exists`` is ~1 s slower here)."""
+    proc = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", ref],
+                          env=container_env(), capture_output=True, text=True, check=False)
+    return (proc.stdout.strip() or None) if proc.returncode == 0 else None
+
+
 def image_exists(ref: str) -> bool:
-    env = container_env()
-    return subprocess.run(["podman", "image", "exists", ref], env=env, check=False).returncode == 0
+    return image_id(ref) is not None
 
 
 def rootfs_tarball() -> Path:

@@ -1,4 +1,5 @@
-"""`irisop control-plane up|down|status`: the local Kubernetes control plane."""
+"""`irisop control-plane up|down|status`: the local Kubernetes control plane,
+and with `--node` a real worker node (containerd, kubelet, kube-proxy)."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="fail instead of building missing Kubernetes binaries (a cold build takes minutes)",
     )
     parser.add_argument(
+        "--node", action="store_true",
+        help="with up: also start the local node (needs root; see docs/local-cluster.md)",
+    )
+    parser.add_argument(
         "--purge", action="store_true",
         help="with down: also delete etcd data and certificates",
     )
@@ -26,17 +31,23 @@ def run(args: argparse.Namespace) -> int:
 
     from .binaries import MissingBinary
     from .controlplane import ControlPlane
+    from .node import Node
     from .process import ProcessError
 
     plane = ControlPlane(args.home, build=not args.no_build)
+    node = Node(plane)
     try:
         if args.action == "up":
             # stdout carries only the path, so `export KUBECONFIG=$(irisop control-plane up)` works.
-            print(plane.up())
+            print(node.up() if args.node else plane.up())
         elif args.action == "down":
+            node.down()  # a no-op when no node was ever started here
             plane.destroy() if args.purge else plane.down()
         else:
             status = plane.status()
+            node_status = node.status()
+            if any(node_status.values()):
+                status.update(node_status)
             for name, pid in status.items():
                 print(f"{name:<24} {'running pid ' + str(pid) if pid else 'stopped'}")
             if all(status.values()):

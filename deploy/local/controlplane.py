@@ -79,7 +79,25 @@ class Ports:
         return cls(*(free_port() for _ in range(5)))
 
 
-def _tls_ok(url: str, ca: Path, cert: tuple[str, str] | None = None) -> Callable[[], bool]:
+def start_current(proc: ManagedProcess, config_files: tuple[Path, ...] = ()) -> bool:
+    """Start proc, restarting it first if it runs with another configuration.
+
+    A running component keeps the flags it was started with; after this code
+    changes a flag or a config file (or the node IP changes) a plain
+    idempotent start would leave the old process in place. The command line
+    and the config files' contents are stamped next to the pid file and
+    compared. Return True if a process was started.
+    """
+    stamp = proc.home / f"{proc.name}.argv"
+    wanted = json.dumps([list(proc.argv), [f.read_text() for f in config_files]])
+    if proc.running() and stamp.exists() and stamp.read_text() != wanted:
+        proc.stop()
+    started = proc.start()
+    stamp.write_text(wanted)
+    return started
+
+
+def tls_ok(url: str, ca: Path, cert: tuple[str, str] | None = None) -> Callable[[], bool]:
     """Readiness probe over verified TLS, optionally with a client certificate."""
 
     def probe() -> bool:
@@ -150,10 +168,8 @@ class ControlPlane:
         self._ensure_pki()
         self._write_kubeconfigs()
         etcd, apiserver, controller_manager, scheduler = self.processes(bin_dir, etcd_exe)
-        etcd.start()
-        apiserver.start()
-        controller_manager.start()
-        scheduler.start()
+        for proc in (etcd, apiserver, controller_manager, scheduler):
+            start_current(proc)
         return self.kubeconfig
 
     def down(self) -> None:
@@ -215,7 +231,7 @@ class ControlPlane:
         )
 
     def _apiserver_ready(self) -> Callable[[], bool]:
-        return _tls_ok(
+        return tls_ok(
             f"{self.server}/readyz", self.pki.ca_cert,
             cert=(str(self.pki.cert(ADMIN.name)), str(self.pki.key(ADMIN.name))),
         )
@@ -324,9 +340,14 @@ class ControlPlane:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--controllers=*",
                 "--cluster-name=irisop-local",
+                # Local-cluster tuning so an HPA demo/test sees scale-up and
+                # scale-down within a minute (defaults: 15 s and 5 min). HPAs
+                # that set spec.behavior keep their own windows.
+                "--horizontal-pod-autoscaler-sync-period=5s",
+                "--horizontal-pod-autoscaler-downscale-stabilization=30s",
             ],
             home=self.logs,
-            ready=_tls_ok(f"https://127.0.0.1:{ports.controller_manager}/healthz", pki.ca_cert),
+            ready=tls_ok(f"https://127.0.0.1:{ports.controller_manager}/healthz", pki.ca_cert),
             timeout=90,
         )
         sched_kubeconfig = self.component_kubeconfig(SCHEDULER)
@@ -341,7 +362,7 @@ class ControlPlane:
                 f"--authorization-kubeconfig={sched_kubeconfig}",
             ],
             home=self.logs,
-            ready=_tls_ok(f"https://127.0.0.1:{ports.scheduler}/healthz", pki.ca_cert),
+            ready=tls_ok(f"https://127.0.0.1:{ports.scheduler}/healthz", pki.ca_cert),
             timeout=90,
         )
         return etcd, apiserver, controller_manager, scheduler

@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
-from . import binaries, images
-from .controlplane import CLUSTER_DOMAIN, ControlPlane
+from . import binaries, images, metrics
+from .controlplane import CLUSTER_DOMAIN, ControlPlane, start_current
 from .pki import CertSpec
 from .process import ManagedProcess, ProcessError, free_port, http_ok
 
@@ -64,10 +64,11 @@ class NodePorts:
     kubelet_healthz: int
     proxy_healthz: int
     proxy_metrics: int
+    metrics_server: int = 0  # added later: older ports.json files lack it
 
     @classmethod
     def pick(cls) -> "NodePorts":
-        return cls(*(free_port() for _ in range(4)))
+        return cls(*(free_port() for _ in range(5)))
 
 
 def _run(argv: list[str], check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -81,10 +82,12 @@ class Node:
     """The single local node, attached to a ControlPlane."""
 
     def __init__(self, plane: ControlPlane, home: Path | None = None, *,
-                 insecure_registries: tuple[str, ...] = DEFAULT_INSECURE_REGISTRIES) -> None:
+                 insecure_registries: tuple[str, ...] = DEFAULT_INSECURE_REGISTRIES,
+                 metrics: bool = True) -> None:
         self.plane = plane
         self.home = Path(home) if home is not None else plane.home / "node"
         self.insecure_registries = insecure_registries
+        self.metrics = metrics  # run metrics-server (the HPA's metrics.k8s.io API)
 
     # -- paths -------------------------------------------------------------------
     @property
@@ -114,12 +117,16 @@ class Node:
     def ports(self) -> NodePorts:
         path = self.home / "ports.json"
         try:
-            return NodePorts(**json.loads(path.read_text()))
+            ports = NodePorts(**json.loads(path.read_text()))
         except (FileNotFoundError, ValueError, TypeError):
             ports = NodePorts.pick()
-            self.home.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(asdict(ports)))
-            return ports
+        else:
+            if ports.metrics_server:
+                return ports
+            ports.metrics_server = free_port()
+        self.home.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(ports)))
+        return ports
 
     def ctr(self, *args: str, namespace: str = "k8s.io") -> list[str]:
         return ["ctr", "--address", str(self.containerd_sock), "--namespace", namespace, *args]
@@ -143,23 +150,46 @@ class Node:
         self._write_cni_config()
         self._write_identities(node_ip)
         containerd, kubelet, proxy = self.processes(bin_dir, node_ip)
-        containerd.start()
+        start_current(containerd, (self.containerd_dir / "config.toml",))
         self._import_pause_image()
-        kubelet.start()
-        proxy.start()
+        start_current(kubelet, (self.home / "kubelet-config.yaml",))
+        start_current(proxy)
         self.wait_node_ready()
+        if self.metrics:
+            self._start_metrics_server(node_ip)
         return kubeconfig
+
+    def _start_metrics_server(self, node_ip: str) -> None:
+        from kubernetes import config
+
+        exe = metrics.binary(build=self.plane.build)
+        metrics.write_identity(self.plane, node_ip)
+        port = self.ports().metrics_server
+        start_current(metrics.process(self.plane, self.logs, node_ip, port, exe))
+        with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
+            metrics.register(api, self.plane, node_ip, port)
+
+    def _metrics_process(self) -> ManagedProcess:
+        # Only name and home matter for status/stop.
+        return ManagedProcess(name="metrics-server", argv=[], home=self.logs)
 
     def down(self) -> None:
         """Drain pods, stop the node's processes and leave nothing mounted."""
         if not (self.home / "ports.json").exists():
             return
         containerd, kubelet, proxy = self.processes()
+        if self.plane.running():
+            from kubernetes import config
+
+            with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
+                metrics.unregister(api)
+        self._metrics_process().stop()
         if kubelet.running() and self.plane.running():
             self._drain()
         proxy.stop()
         self._cleanup_kube_proxy_rules()
         kubelet.stop()
+        self._cleanup_kubelet_rules()
         if containerd.running():
             self._kill_tasks()
         containerd.stop()
@@ -172,9 +202,11 @@ class Node:
             OWNER_FILE.unlink()
 
     def status(self) -> dict[str, int | None]:
+        names = ("containerd", "kubelet", "kube-proxy") + (("metrics-server",) if self.metrics else ())
         if not (self.home / "ports.json").exists():
-            return dict.fromkeys(("containerd", "kubelet", "kube-proxy"))
-        return {proc.name: proc.pid() for proc in self.processes()}
+            return dict.fromkeys(names)
+        procs = (*self.processes(), *((self._metrics_process(),) if self.metrics else ()))
+        return {proc.name: proc.pid() for proc in procs}
 
     def running(self) -> bool:
         return all(pid is not None for pid in self.status().values())
@@ -469,6 +501,24 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         exe = binaries.kube_bin_dir() / "kube-proxy"
         if exe.exists():
             _run([str(exe), "--cleanup"], check=False)
+
+    @staticmethod
+    def _cleanup_kubelet_rules() -> None:
+        """The kubelet creates utility chains of its own (kube-proxy --cleanup
+        does not know them): remove their jump rules, then the chains."""
+        chains = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
+        for tool in ("iptables", "ip6tables"):
+            for table in ("filter", "nat", "mangle"):
+                listing = _run([tool, "-w", "-t", table, "-S"], check=False).stdout.splitlines()
+                for rule in listing:
+                    parts = rule.split()
+                    if parts[:1] == ["-A"] and "-j" in parts and parts[parts.index("-j") + 1] in chains \
+                            and parts[1] not in chains:
+                        _run([tool, "-w", "-t", table, "-D", *parts[1:]], check=False)
+                for chain in chains:
+                    if f"-N {chain}" in listing:
+                        _run([tool, "-w", "-t", table, "-F", chain], check=False)
+                        _run([tool, "-w", "-t", table, "-X", chain], check=False)
 
     def _kill_tasks(self) -> None:
         for task in _run(self.ctr("tasks", "ls", "-q"), check=False).stdout.split():

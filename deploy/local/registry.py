@@ -35,7 +35,9 @@ def write_htpasswd(path: Path, users: Mapping[str, str]) -> Path:
     return path
 
 
-def registry_config(port: int, storage: Path, htpasswd: Path | None = None) -> dict:
+def registry_config(port: int, storage: Path, htpasswd: Path | None = None,
+                    token_auth: Mapping[str, str] | None = None) -> dict:
+    """distribution's config; ``token_auth`` = {realm, service, issuer, rootcertbundle} for Bearer tokens."""
     config: dict = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
@@ -49,8 +51,12 @@ def registry_config(port: int, storage: Path, htpasswd: Path | None = None) -> d
             "secret": secrets.token_hex(16),
         },
     }
+    if htpasswd is not None and token_auth is not None:
+        raise ValueError("choose htpasswd or token auth, not both")
     if htpasswd is not None:
         config["auth"] = {"htpasswd": {"realm": "irisop-local", "path": str(htpasswd)}}
+    if token_auth is not None:
+        config["auth"] = {"token": dict(token_auth)}
     return config
 
 
@@ -67,13 +73,18 @@ def _answers(port: int) -> Callable[[], bool]:
 
 
 def local_registry(port: int = DEFAULT_PORT, home: Path | None = None,
-                   users: Mapping[str, str] | None = None) -> ManagedProcess:
-    """A ManagedProcess for docker-registry on 127.0.0.1:port (storage under home)."""
+                   users: Mapping[str, str] | None = None,
+                   token_auth: Mapping[str, str] | None = None) -> ManagedProcess:
+    """A ManagedProcess for docker-registry on 127.0.0.1:port (storage under home).
+
+    ``users`` turns on htpasswd (Basic) auth; ``token_auth`` delegates to a
+    token server (Bearer), as Docker Hub-style registries do.
+    """
     home = home or state_dir() / f"registry-{port}"
     home.mkdir(parents=True, exist_ok=True)
     htpasswd = write_htpasswd(home / "htpasswd", users) if users else None
     config = home / "config.yml"
-    config.write_text(yaml.safe_dump(registry_config(port, home / "storage", htpasswd), sort_keys=False))
+    config.write_text(yaml.safe_dump(registry_config(port, home / "storage", htpasswd, token_auth), sort_keys=False))
     exe = shutil.which("docker-registry") or "/usr/bin/docker-registry"
     return ManagedProcess(
         name=f"registry-{port}",

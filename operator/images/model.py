@@ -154,7 +154,12 @@ def ensure_model_image(artifact: VerifiedArtifact, repository: str, settings: Se
                            tag=tag, digest=existing, reused=True)
 
     files = [artifact.metadata.model_file, METADATA_FILE]
-    layer = build_model_layer(artifact.local_dir, files)
+    try:
+        layer = build_model_layer(artifact.local_dir, files)
+    except OSError as exc:
+        # The work dir is scratch space (an emptyDir): fetching again restores it.
+        raise ImageError("ArtifactUnavailable", f"verified artifact vanished from {artifact.local_dir}: {exc}",
+                         transient=True) from exc
     config_bytes = json.dumps(_model_config(runtime, artifact, layer.diff_id), sort_keys=True,
                               separators=(",", ":")).encode()
 

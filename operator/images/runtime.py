@@ -15,12 +15,11 @@ top through the registry API, in seconds.
 """
 from __future__ import annotations
 
-import argparse
+import base64
 import hashlib
-import os
+import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 RUNTIME_REPO = "localhost/irisop/runtime"
+KEEP_RUNTIME_IMAGES = 3  # local builds kept after a new one (see prune_runtime_images)
 CONTAINERFILE = Path("deploy/images/runtime.Containerfile")
 BENTOFILE = Path("serving/bentofile.yaml")
 # Where the extra CA bundle appears inside build containers (RUN steps only).
@@ -103,29 +103,23 @@ def build_bento(repo_root: Path, home: Path, env: dict[str, str]) -> Path:
     return bentos[0]
 
 
-def image_id(ref: str, env: dict[str, str]) -> str | None:
-    proc = subprocess.run(["podman", "image", "inspect", "--format", "{{.Id}}", ref],
-                          env=env, capture_output=True, text=True, check=False)
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
-
-
 def ensure_runtime_image(repo_root: Path, *, base_image: str | None = None, extra_ca: Path | None = None,
                          rebuild: bool = False, layers: bool = True, tag: str | None = None) -> RuntimeImage:
     """Build the runtime image unless one with the same content key exists."""
     from importlib.metadata import version
 
-    from irisop_deploy.local.baseimage import BASE_IMAGE, container_env, ensure_base_image
+    from irisop_deploy.local.baseimage import BASE_IMAGE, container_env, ensure_base_image, image_id
 
     start = time.monotonic()
     env = container_env()
     base_image = base_image or ensure_base_image(BASE_IMAGE)
-    base_id = image_id(base_image, env)
+    base_id = image_id(base_image)
     if base_id is None:
         raise RuntimeBuildError(f"base image {base_image} not in local storage")
     repo_root = repo_root.resolve()
     key = source_key(repo_root, base_id, version("bentoml"))
     ref = tag or f"{RUNTIME_REPO}:r-{key}"
-    if not rebuild and image_id(ref, env):
+    if not rebuild and image_id(ref):
         return RuntimeImage(ref, key, built=False, seconds=time.monotonic() - start)
     if extra_ca is not None and not extra_ca.is_file():
         raise RuntimeBuildError(f"extra CA bundle {extra_ca} is not a file")
@@ -133,7 +127,25 @@ def ensure_runtime_image(repo_root: Path, *, base_image: str | None = None, extr
         bento = build_bento(repo_root, Path(tmp), env)
         argv = buildah_argv(bento, repo_root / CONTAINERFILE, ref, base_image, extra_ca, layers=layers)
         _run(argv, env=env)
+    if tag is None:
+        prune_runtime_images(KEEP_RUNTIME_IMAGES, env)
     return RuntimeImage(ref, key, built=True, seconds=time.monotonic() - start)
+
+
+def prune_runtime_images(keep: int, env: dict[str, str], repo: str = RUNTIME_REPO) -> list[str]:
+    """Remove all but the newest ``keep`` runtime images: every serving change makes
+    a new ~500 MB image (mostly shared layers), and local disks are small."""
+    proc = subprocess.run(
+        ["podman", "images", "--filter", f"reference={repo}", "--format", "{{.Repository}}:{{.Tag}}\t{{.CreatedAt}}"],
+        env=env, capture_output=True, text=True, check=False)
+    rows = [line.split("\t") for line in proc.stdout.splitlines() if "\t" in line]
+    refs = [ref for ref, _ in sorted(rows, key=lambda r: r[1], reverse=True)]
+    removed = []
+    for ref in refs[keep:]:
+        # Fails harmlessly when a container still uses the image.
+        if subprocess.run(["podman", "rmi", ref], env=env, capture_output=True, check=False).returncode == 0:
+            removed.append(ref)
+    return removed
 
 
 def push_local_image(ref: str, destination: str, *, username: str = "", password: str = "",
@@ -141,38 +153,19 @@ def push_local_image(ref: str, destination: str, *, username: str = "", password
     """Copy a local image to ``registry/repo:tag`` with skopeo; return its manifest digest."""
     from irisop_deploy.local.baseimage import container_env
 
+    registry = destination.split("/", 1)[0]
     with tempfile.TemporaryDirectory(prefix="irisop-push-") as tmp:
         digest_file = Path(tmp) / "digest"
         argv = ["skopeo", "copy", "--quiet", f"--dest-tls-verify={'true' if tls_verify else 'false'}",
                 "--digestfile", str(digest_file)]
-        env = container_env()
         if username:
-            # Through the environment-free authfile route would need a file; --dest-creds
-            # is visible in /proc only to root on this single-user build host.
-            argv += ["--dest-creds", f"{username}:{password}"]
+            # An auth file (0600, deleted with tmp) rather than --dest-creds, which
+            # would put the password (an ECR token, say) in every `ps` listing.
+            auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+            authfile = Path(tmp) / "auth.json"
+            authfile.touch(mode=0o600)
+            authfile.write_text(json.dumps({"auths": {registry: {"auth": auth}}}))
+            argv += ["--dest-authfile", str(authfile)]
         argv += [f"containers-storage:{ref}", f"docker://{destination}"]
-        _run(argv, env=env)
+        _run(argv, env=container_env())
         return digest_file.read_text().strip()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="build the BentoML runtime image (once per serving version)")
-    parser.add_argument("--repo-root", type=Path, default=Path.cwd())
-    parser.add_argument("--extra-ca", type=Path, default=os.environ.get("IRISOP_BUILD_CA_BUNDLE") or None,
-                        help="CA bundle mounted for the build only (TLS-intercepting proxies)")
-    parser.add_argument("--rebuild", action="store_true")
-    parser.add_argument("--no-layers", action="store_true", help="do not reuse buildah's layer cache")
-    args = parser.parse_args(argv)
-    try:
-        result = ensure_runtime_image(args.repo_root, extra_ca=args.extra_ca, rebuild=args.rebuild,
-                                      layers=not args.no_layers)
-    except RuntimeBuildError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    state = "built" if result.built else "reused"
-    print(f"{result.ref} {state} in {result.seconds:.1f}s")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

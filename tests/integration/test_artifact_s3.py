@@ -11,7 +11,7 @@ import pytest
 from irisop_operator.artifact import fetch_artifact
 from irisop_operator.pipeline import ArtifactError, ModelSource
 from irisop_operator.settings import Settings
-from tests.fixtures.aws import aws_env, bucket, fake_artifact, moto_port, s3, upload_dir  # noqa: F401
+from tests.fixtures.aws import aws_env, bucket, dead_port, fake_artifact, moto_port, s3, upload_dir  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -155,10 +155,8 @@ def test_skops_format(s3, bucket, tmp_path, settings):
     assert (art.local_dir / "model.skops").exists() and art.sha256 == meta["sha256"]
 
 
-def test_s3_down_is_transient(aws_env, settings, monkeypatch):
-    from irisop_deploy.local.process import free_port
-
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+def test_s3_down_is_transient(aws_env, settings, monkeypatch, dead_port):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{dead_port}")
     with pytest.raises(ArtifactError) as err:
         fetch_artifact(ModelSource(uri="s3://b/p/"), settings)
     assert err.value.reason == "S3Unavailable" and err.value.transient

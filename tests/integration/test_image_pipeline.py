@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -18,8 +19,8 @@ from irisop_operator.images import ecr
 from irisop_operator.images.model import LABEL_MODEL_SHA, LABEL_RUNTIME, content_tag, ensure_model_image
 from irisop_operator.pipeline import ArtifactError, ImageError, ModelSource
 from irisop_operator.settings import Settings
-from tests.fixtures.aws import aws_env, bucket, fake_artifact, moto_port, require_tool, s3, upload_dir  # noqa: F401
-from tests.fixtures.registry import ECR_ACCOUNT, fake_runtime, registry, runtime_image  # noqa: F401
+from tests.fixtures.aws import aws_env, bucket, dead_port, fake_artifact, moto_port, require_tool, s3, upload_dir  # noqa: F401
+from tests.fixtures.registry import ECR_ACCOUNT, fake_runtime, registry, runtime_image, token_registry  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,8 @@ def push_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     original = requests.Session.request
 
     def spy(self: requests.Session, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        calls.append((method.upper(), url))
+        params = kwargs.get("params")
+        calls.append((method.upper(), f"{url}?{urlencode(params)}" if params else url))
         return original(self, method, url, *args, **kwargs)
 
     monkeypatch.setattr(requests.Session, "request", spy)
@@ -70,8 +72,14 @@ def _artifact(s3, bucket, tmp_path, settings, name="v1", seed=b"one"):
 def test_push_then_reuse(s3, bucket, tmp_path, settings, registry, push_spy):
     art = _artifact(s3, bucket, tmp_path, settings)
     repo = f"{registry.host}/iris/reuse"
+    push_spy.clear()
     first = ensure_model_image(art, repo, settings)
     assert not first.reused
+    # Base layers (one layer + config in the fake runtime) are mounted, not uploaded:
+    # the only bytes uploaded are the model layer and the new config.
+    writes = _writes(push_spy)
+    assert len([w for w in writes if w[0] == "POST" and "mount=" in w[1]]) == 2
+    assert len([w for w in writes if w[0] == "PUT" and "/blobs/uploads/" in w[1]]) == 2
     assert first.image == f"{repo}@{first.digest}"
     runtime_digest = settings.runtime_image.split("@")[1]
     assert first.tag == content_tag(runtime_digest, art.sha256)
@@ -153,6 +161,15 @@ def test_ecr_mapped_registry_uses_fresh_token_and_prepares_repository(
     assert policy["rules"][0]["selection"]["tagPrefixList"] == ["m-"]
 
 
+def test_vanished_work_dir_is_transient(s3, bucket, tmp_path, settings, registry):
+    art = _artifact(s3, bucket, tmp_path, settings)
+    (art.local_dir / "model.joblib").unlink()
+    with pytest.raises(ImageError) as err:
+        ensure_model_image(art, f"{registry.host}/iris/vanished", settings)
+    assert err.value.reason == "ArtifactUnavailable" and err.value.transient
+    assert registry.tags("iris/vanished") == []
+
+
 def test_wrong_password_is_permanent(s3, bucket, tmp_path, settings, registry):
     art = _artifact(s3, bucket, tmp_path, settings)
     Path(settings.registry_password_file).write_text("wrong")
@@ -168,11 +185,9 @@ def test_no_credentials_is_permanent(s3, bucket, tmp_path, settings, registry):
     assert err.value.reason == "RegistryUnauthorized"
 
 
-def test_registry_down_is_transient(s3, bucket, tmp_path, settings):
-    from irisop_deploy.local.process import free_port
-
+def test_registry_down_is_transient(s3, bucket, tmp_path, settings, dead_port):
     art = _artifact(s3, bucket, tmp_path, settings)
-    host = f"127.0.0.1:{free_port()}"
+    host = f"127.0.0.1:{dead_port}"
     down = replace(settings, insecure_registries=(host,), runtime_image=f"{host}/irisop/runtime:fake")
     with pytest.raises(ImageError) as err:
         ensure_model_image(art, f"{host}/iris/down", down)
@@ -281,6 +296,13 @@ def test_model_image_serves_reference_rows(s3, bucket, tmp_path, settings, regis
     art = fetch_artifact(ModelSource(uri=uri, sha256=meta["sha256"]), settings)
     result = ensure_model_image(art, f"{registry.host}/iris/e2e", replace(settings, runtime_image=runtime_image))
 
+    # The build-only CA bundle left nothing behind in the image's environment.
+    client = registry.client()
+    manifest, _, _ = client.get_manifest("iris/e2e", result.tag)
+    env = json.loads(client.get_blob("iris/e2e", manifest["config"]["digest"]))["config"]["Env"]
+    assert not [e for e in env if e.split("=")[0] in {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "UV_NATIVE_TLS"}]
+    assert "IRISOP_MODEL_DIR=/models/current" in env
+
     # Pull it back from the registry, as a node would.
     _podman("pull", "--quiet", "--tls-verify=false", "--creds", f"{registry.username}:{registry.password}",
             result.image)
@@ -300,3 +322,30 @@ def test_model_image_serves_reference_rows(s3, bucket, tmp_path, settings, regis
             assert body["model_sha256"] == art.sha256
     finally:
         _podman("rm", "-f", "-t", "2", name, check=False)
+        _podman("rmi", result.image, check=False)  # keep podman storage from collecting test images
+
+
+def test_bearer_token_flow_with_cross_repo_mount(token_registry, s3, bucket, tmp_path):
+    """Docker Hub-style auth: 401 Bearer challenge → token for the exact scopes → retry."""
+    from irisop_operator.images.registry import RegistryClient
+    from tests.fixtures.registry import Registry, push_fake_runtime
+
+    reg = Registry(token_registry.host, token_registry.username, token_registry.password, tmp_path)
+    runtime = push_fake_runtime(reg, repo="base/runtime")
+    pw = tmp_path / "pw"
+    pw.write_text(token_registry.password)
+    settings = Settings(work_dir=str(tmp_path / "work"), runtime_image=runtime,
+                        insecure_registries=(reg.host,), registry_username=reg.username,
+                        registry_password_file=str(pw))
+    art = _artifact(s3, bucket, tmp_path, settings)
+    token_registry.issued.clear()
+    result = ensure_model_image(art, f"{reg.host}/iris/bearer", settings)
+    assert not result.reused
+    # The mount needed pull on the source repository and push on the target, in one token.
+    assert ["repository:iris/bearer:pull,push", "repository:base/runtime:pull"] in token_registry.issued
+    assert ensure_model_image(art, f"{reg.host}/iris/bearer", settings).reused
+
+    wrong = RegistryClient(reg.host, username=reg.username, password="wrong", insecure=True)
+    with pytest.raises(ImageError) as err:
+        wrong.manifest_digest("iris/bearer", result.tag)
+    assert err.value.reason == "RegistryUnauthorized"

@@ -66,7 +66,7 @@ def test_apply_creates_children_and_ready_follows_the_pods(crd, running_operator
     assert {c["type"] for c in status["conditions"]} == {"ArtifactReady", "ImageReady", "Ready", "Degraded"}
     for cond in status["conditions"]:
         assert set(cond) == {"type", "status", "reason", "message", "lastTransitionTime", "observedGeneration"}
-    assert crd.events(namespace, "Ready"), "a Ready event tells users the model is serving"
+    wait_for(lambda: crd.events(namespace, "Ready"), timeout=10, what="a Ready event telling users the model serves")
 
 
 def test_drift_is_restored_and_noop_resync_writes_nothing(crd, running_operator, namespace, artifact_uri, kube_cluster):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 
 import pytest
 
@@ -26,15 +25,17 @@ def test_create_cluster_command_for_a_private_dns_cluster():
         "--node-count", "3", "--node-size", "t3.medium", "--kubernetes-version", "1.32.9",
         "--networking", "cilium", "--topology", "public",
         "--dns", "private", "--dns-zone", "example.internal",
-        "--vpc", "vpc-123", "--network-cidr", "172.20.0.0/16",
+        "--network-id", "vpc-123", "--network-cidr", "172.20.0.0/16",
         "--cloud-labels", "app.kubernetes.io/part-of=irisop,irisop.dev/cluster=iris.example.internal",
     ]
 
 
 def test_gossip_cluster_has_no_dns_flags_and_dry_run_asks_for_yaml():
-    cfg = ClusterConfig(kubernetes_version="v1.31.4")
-    argv = kops.create_cluster(cfg, "vpc-1", dry_run_yaml=True)
-    assert "--dns" not in argv and "--dns-zone" not in argv
+    cfg = ClusterConfig(kubernetes_version="v1.31.4", kops_channel="file:///opt/kops/stable")
+    argv = kops.create_cluster(cfg, None, dry_run_yaml=True, state="file:///tmp/s")
+    assert "--dns" not in argv and "--dns-zone" not in argv and "--network-id" not in argv
+    assert argv[argv.index("--state") + 1] == "file:///tmp/s"
+    assert argv[argv.index("--channel") + 1] == "file:///opt/kops/stable"
     assert argv[argv.index("--kubernetes-version") + 1] == "1.31.4"
     assert argv[-3:] == ["--dry-run", "--output", "yaml"]
 
@@ -128,9 +129,9 @@ def test_missing_tool_fails_the_first_step_with_an_install_hint(tmp_path):
 def test_install_kustomization_points_at_this_accounts_registry(tmp_path):
     ctx = plan.Context(cfg=PRIVATE, aws=Aws(PRIVATE.region, dry_run=True), runner=DryRunRunner(),
                        manifests=tmp_path, account="111122223333")
-    kustomization = steps.install_kustomization(ctx)
-    assert kustomization["resources"] == [str(Path(tmp_path).resolve())]
-    assert kustomization["images"] == [{"name": "irisop-operator",
+    kustomization = steps.install_kustomization(ctx, tmp_path / "install")
+    assert kustomization["resources"] == [".."]
+    assert kustomization["images"] == [{"name": steps.AWS_OVERLAY_IMAGE,
                                         "newName": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/irisop/operator",
                                         "newTag": "0.1.0"}]
     assert "IRISOP_DEFAULT_REPOSITORY=111122223333.dkr.ecr.eu-west-1.amazonaws.com/irisop/models" in \
@@ -148,3 +149,29 @@ def test_cli_config_print_defaults_and_check(capsys, tmp_path):
     assert main(["cluster", "config", "--config", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "node_count 0: must be at least 1" in err and "region 'nowhere'" in err
+
+
+class _ToolsPresent:
+    def which(self, tool):
+        return f"/bin/{tool}"
+
+    def run(self, argv, *, capture=False):
+        raise AssertionError("no command may run when credentials are missing")
+
+
+def test_missing_credentials_stop_with_the_exact_hint(tmp_path, monkeypatch):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    # No credential source at all, and no instance-metadata lookup (that would leave loopback).
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # never reached: signing fails first
+    out = io.StringIO()
+    ctx = plan.Context(cfg=PRIVATE, aws=Aws(PRIVATE.region, out=out), runner=_ToolsPresent(), manifests=tmp_path,
+                       out=out)
+    with pytest.raises(plan.StepError, match=r"no usable AWS credentials: run `aws configure`"):
+        plan.run(steps.create_steps(PRIVATE), ctx)
+    assert ctx.aws.writes() == []

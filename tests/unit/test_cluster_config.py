@@ -87,6 +87,8 @@ def test_all_problems_are_reported_at_once(tmp_path):
     ({"model_repository": "Irisop/Models"}, "not an ECR repository name"),
     ({"model_repository": "irisop/operator"}, "must differ"),
     ({"admin_ami": "debian"}, "expected ami-<hex>"),
+    ({"kops_channel": "stable"}, "kops_channel 'stable'"),
+    ({"operator_role_arn": "irisop"}, "operator_role_arn 'irisop'"),
     ({"keep_images": 0}, "keep_images 0"),
     ({"tags": {"aws:owner": "x"}}, "tag 'aws:owner'"),
     ({"name": "Iris_Cluster"}, "must be a lowercase DNS name"),
@@ -133,3 +135,11 @@ def test_check_raises_with_every_problem():
     with pytest.raises(ConfigError) as caught:
         validate.check(dataclasses.replace(ClusterConfig(), node_count=0, region="mars-1"))
     assert len(caught.value.problems) >= 2
+
+
+def test_the_example_configuration_is_valid():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "cluster.yaml"
+    cfg = validate.check(load(example))
+    assert cfg.effective_dns_zone == "example.internal" and cfg.control_plane_count == 3

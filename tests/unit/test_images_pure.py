@@ -142,3 +142,21 @@ def test_source_key_follows_serving_sources(tmp_path):
     assert source_key(tmp_path, "base1", "1.4.41") != key
     (tmp_path / "serving" / "service.py").write_text("a = 2")
     assert source_key(tmp_path, "base1", "1.4.40") != key
+
+
+@pytest.mark.parametrize(
+    "status, reason, transient",
+    [(401, "RegistryUnauthorized", False), (403, "RegistryUnauthorized", False),
+     (429, "RegistryUnavailable", True), (503, "RegistryUnavailable", True),
+     (400, "RegistryError", False), (404, "RegistryError", False)],
+)
+def test_registry_status_mapping(status, reason, transient):
+    import requests
+
+    from irisop_operator.images.registry import RegistryClient
+
+    resp = requests.Response()
+    resp.status_code = status
+    resp._content = b'{"errors": [{"code": "X"}]}'
+    err = RegistryClient("h.io")._error("PUT", "https://h.io/v2/x", resp)
+    assert (err.reason, err.transient) == (reason, transient)

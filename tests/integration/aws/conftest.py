@@ -68,7 +68,10 @@ class KopsRecorder:
         argv = list(argv)
         self.commands.append(argv)
         verb = argv[1:3]
-        if argv[0] == "kubectl":
+        if argv[0] == "kubectl" and "--filename" in argv:
+            missing = [p for p in argv[argv.index("--filename") + 1::2] if not Path(p).is_file()]
+            return Result(1, "", f"missing {missing}") if missing else Result(0)
+        if argv[0] == "kubectl" and "--kustomize" in argv:
             directory = Path(argv[argv.index("--kustomize") + 1])
             self.applied.append(yaml.safe_load((directory / "kustomization.yaml").read_text()))
             return Result(0)
@@ -89,7 +92,7 @@ class KopsRecorder:
         return Result(0)
 
     def verbs(self) -> list[str]:
-        return [" ".join(a[:3]) if a[0] == "kops" else "kubectl apply" for a in self.commands]
+        return [" ".join(a[:3]) if a[0] == "kops" else f"kubectl {a[3]}" for a in self.commands]
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import json
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
 from irisop_deploy.aws import templates, validate
 from irisop_deploy.aws.bootstrap import execute
@@ -107,12 +106,13 @@ def test_create_builds_every_aws_resource_as_specified(moto, kops_recorder):
 
     # kops got the VPC we made and the private zone; the node policies ended up in its spec.
     create = next(a for a in kops_recorder.commands if a[:3] == ["kops", "create", "cluster"])
-    assert create[create.index("--vpc") + 1] == vpc["VpcId"]
+    assert create[create.index("--network-id") + 1] == vpc["VpcId"]
     assert create[create.index("--dns-zone") + 1] == "example.internal"
     assert sorted(kops_recorder.spec["spec"]["externalPolicies"]["node"]) == sorted(p["Arn"] for p in policies.values())
     assert kops_recorder.spec["spec"]["iam"]["allowContainerRegistry"] is True
     assert kops_recorder.verbs() == ["kops get cluster", "kops create cluster", "kops get cluster", "kops replace --state",
-                                     "kops update cluster", "kops validate cluster", "kubectl apply"]
+                                     "kops update cluster", "kops validate cluster",
+                                     "kubectl apply", "kubectl wait", "kubectl apply"]
     (install,) = kops_recorder.applied
     assert install["images"][0]["newName"] == f"{account}.dkr.ecr.us-east-1.amazonaws.com/irisop/operator"
 

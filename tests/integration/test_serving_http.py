@@ -1,0 +1,233 @@
+"""`irisop serve` as a real HTTP server with a freshly trained model.
+
+One server per module for the happy path and the bad-request cases (start-up
+takes seconds), plus two servers that must refuse readiness: a tampered model
+file, and a model whose sha256 is not the one the operator expects.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from irisop_serving.contract import CLASSES, FEATURES
+from tests.fixtures.serving import IRISOP, Server, copy_artifact, running_server, train_into, wait_ready
+
+pytestmark = pytest.mark.integration
+
+MAX_ROWS = 50
+REFERENCE = {
+    "setosa": [5.1, 3.5, 1.4, 0.2],
+    "versicolor": [6.0, 2.9, 4.5, 1.5],
+    "virginica": [6.9, 3.1, 5.4, 2.1],
+}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("model")
+    train_into(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    sha = json.loads((model_dir / "model.json").read_text())["sha256"]
+    yield from _ready(
+        running_server(
+            model_dir,
+            tmp_path_factory.mktemp("serve"),
+            env={"IRISOP_MAX_BATCH_ROWS": str(MAX_ROWS)},
+            extra_args=["--expected-sha256", sha],
+        )
+    )
+
+
+def _ready(servers: Iterator[Server]) -> Iterator[Server]:
+    for srv in servers:
+        wait_ready(srv)
+        yield srv
+
+
+def predict(server: Server, payload: Any) -> requests.Response:
+    return server.post("/predict", json=payload)
+
+
+def test_reference_rows(server: Server) -> None:
+    resp = predict(server, {"rows": list(REFERENCE.values())})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["predictions"] == list(REFERENCE)
+    assert body["classes"] == list(CLASSES)
+    assert len(body["probabilities"]) == 3
+    for probs, name in zip(body["probabilities"], REFERENCE):
+        assert len(probs) == 3 and sum(probs) == pytest.approx(1.0)
+        assert max(range(3), key=probs.__getitem__) == CLASSES.index(name)
+    assert body["model_sha256"] == server.get("/metadata").json()["sha256"]
+
+
+def test_named_feature_rows_in_any_key_order(server: Server) -> None:
+    rows = [dict(reversed(list(zip(FEATURES, values)))) for values in REFERENCE.values()]
+    resp = predict(server, {"rows": rows})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["predictions"] == list(REFERENCE)
+
+
+def test_mixed_rows_and_a_full_batch(server: Server) -> None:
+    rows: list[Any] = [REFERENCE["virginica"], dict(zip(FEATURES, REFERENCE["setosa"]))] * (MAX_ROWS // 2)
+    resp = predict(server, {"rows": rows})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["predictions"] == ["virginica", "setosa"] * (MAX_ROWS // 2)
+
+
+NAMED = dict(zip(FEATURES, REFERENCE["setosa"]))
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "expect"),
+    [
+        ({"rows": [[1, 2, 3]]}, 400, {"row": 0, "error": "expected 4 features"}),
+        ({"rows": [[1, 2, 3, 4], [1, 2, 3, 4, 5]]}, 400, {"row": 1, "error": "expected 4 features"}),
+        ({"rows": [[1, "a", 3, 4]]}, 400, {"row": 0, "field": "sepal_width", "error": "must be a number"}),
+        ({"rows": [[1, 2, None, 4]]}, 400, {"row": 0, "field": "petal_length", "error": "must be a number"}),
+        ({"rows": [[1, 2, 3, True]]}, 400, {"row": 0, "field": "petal_width", "error": "boolean"}),
+        ({"rows": []}, 400, {"field": "rows", "error": "empty"}),
+        ({"rows": [[1, 2, 3, 4]] * (MAX_ROWS + 1)}, 413, {"field": "rows", "error": f"over the limit of {MAX_ROWS}"}),
+        ({"rows": [{**NAMED, "colour": 3}]}, 400, {"row": 0, "field": "colour", "error": "unknown feature"}),
+        ({"rows": [{k: v for k, v in NAMED.items() if k != "sepal_width"}]}, 400, {"row": 0, "field": "sepal_width", "error": "missing feature"}),
+        ({"rows": [42]}, 400, {"row": 0, "error": "expected a list of 4 numbers"}),
+    ],
+)
+def test_bad_rows(server: Server, body: Any, status: int, expect: dict[str, Any]) -> None:
+    resp = predict(server, body)
+    assert resp.status_code == status, resp.text
+    got = resp.json()
+    for key, value in expect.items():
+        if key == "error":
+            assert value in got["error"]
+        else:
+            assert got[key] == value
+
+
+@pytest.mark.parametrize(
+    ("raw", "name", "field"),
+    [
+        (b'{"rows": [[NaN, 3.5, 1.4, 0.2]]}', "nan", "sepal_length"),
+        (b'{"rows": [[5.1, Infinity, 1.4, 0.2]]}', "inf", "sepal_width"),
+        (b'{"rows": [[5.1, 3.5, -Infinity, 0.2]]}', "-inf", "petal_length"),
+        (b'{"rows": [[5.1, 3.5, 1.4, 1e999]]}', "inf", "petal_width"),
+    ],
+)
+def test_non_finite_values(server: Server, raw: bytes, name: str, field: str) -> None:
+    resp = server.post("/predict", data=raw, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["field"] == field
+    assert f"is {name}" in resp.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "needle"),
+    [
+        (b'{"rows": [[1, 2, 3, 4]]', "application/json", "json_invalid"),
+        (b"rows=1,2,3,4", "application/json", "json_invalid"),
+        (b"\xff\xfe", "application/json", "json_invalid"),
+        (b"", "application/json", "rows"),
+        (b"{}", "application/json", "rows"),
+        (b'{"row": [[1, 2, 3, 4]]}', "application/json", "rows"),
+        (b"[[1, 2, 3, 4]]", "application/json", "model_type"),
+        (b"null", "application/json", "model_type"),
+        (b'{"rows": "1,2,3,4"}', "application/json", "list_type"),
+        (b'{"rows": [[1, 2, 3, 4]]', "text/plain", "json_invalid"),
+    ],
+)
+def test_malformed_bodies_get_a_json_400(server: Server, raw: bytes, content_type: str, needle: str) -> None:
+    resp = server.post("/predict", data=raw, headers={"Content-Type": content_type})
+    assert resp.status_code == 400, resp.text
+    assert resp.headers["content-type"].startswith("application/json")
+    assert needle in resp.text  # BentoML's validation body names the field / error type
+
+
+def test_no_client_error_is_a_5xx(server: Server) -> None:
+    # Content types BentoML treats specially must not turn into server errors.
+    for content_type, status in [
+        ("multipart/form-data; boundary=x", 415),
+        ("application/x-www-form-urlencoded", 415),
+        ("application/vnd.bentoml+pickle", 415),
+        ("application/octet-stream", 400),
+    ]:
+        resp = server.post("/predict", data=b"garbage", headers={"Content-Type": content_type})
+        assert resp.status_code == status, (content_type, resp.text)
+        assert resp.headers["content-type"].startswith("application/json")
+    assert server.get("/predict").status_code == 405
+
+
+def test_metadata(server: Server, model_dir: Path) -> None:
+    meta = json.loads((model_dir / "model.json").read_text())
+    resp = server.get("/metadata")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["sha256"] == meta["sha256"]
+    assert body["metrics"] == meta["metrics"]
+    assert body["versions"] == meta["versions"]
+    assert body["created_at"] == meta["created_at"]
+    assert body["features"] == list(FEATURES) and body["classes"] == list(CLASSES)
+    assert body["predictor"] == "fast:LogisticRegression"
+
+
+def test_probes_and_metrics(server: Server) -> None:
+    assert server.get("/livez").status_code == 200
+    assert server.get("/readyz").status_code == 200
+    predict(server, {"rows": [REFERENCE["setosa"]]})
+    metrics = server.get("/metrics")
+    assert metrics.status_code == 200
+    assert 'bentoml_service_request_total{endpoint="/predict",http_response_code="200"' in metrics.text
+
+
+def test_openapi_documents_predict(server: Server) -> None:
+    spec = server.get("/docs.json").json()
+    assert "/predict" in spec["paths"]
+    schema = json.dumps(spec)
+    assert "rows" in schema and "probabilities" in schema
+
+
+# ------------------------------------------------------------------ refusing readiness
+@pytest.fixture(scope="module", params=["tampered-file", "wrong-expected-sha"])
+def unready(request: pytest.FixtureRequest, model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+    directory = copy_artifact(model_dir, tmp_path_factory.mktemp("bad") / "model")
+    extra: list[str] = []
+    if request.param == "tampered-file":
+        with open(directory / "model.joblib", "ab") as fh:
+            fh.write(b"tampered")
+        reason = "model.json says"
+    else:
+        extra = ["--expected-sha256", "0" * 64]
+        reason = "IRISOP_EXPECTED_SHA256 is " + "0" * 64
+    for srv in running_server(directory, tmp_path_factory.mktemp("serve-bad"), extra_args=extra):
+        yield srv, reason
+
+
+def test_refuses_readiness_but_stays_alive(unready: tuple[Server, str]) -> None:
+    server, reason = unready
+    ready = server.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["ready"] is False
+    assert "sha256 mismatch" in ready.json()["reason"] and reason in ready.json()["reason"]
+    assert server.get("/livez").status_code == 200
+    resp = predict(server, {"rows": [REFERENCE["setosa"]]})
+    assert resp.status_code == 503 and reason in resp.json()["error"]
+    assert server.get("/metadata").status_code == 503
+    assert "model not ready: sha256 mismatch" in server.log()
+
+
+def test_serve_refuses_a_directory_without_model_json(tmp_path: Path) -> None:
+    import subprocess
+
+    proc = subprocess.run(
+        [*IRISOP, "serve", "--model", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [f"irisop serve: error: {tmp_path} is not an artifact directory (no model.json); run `irisop train --out {tmp_path}`"]
