@@ -62,7 +62,11 @@ def api_client() -> client.ApiClient:
     global _api
     if _api is None:
         load_config()
-        _api = client.ApiClient()
+        configuration = client.Configuration.get_default_copy()
+        # One connection per kopf worker thread (the default pool of 10 makes
+        # the rest open and discard a connection per request under load).
+        configuration.connection_pool_maxsize = 32
+        _api = client.ApiClient(configuration)
     return _api
 
 
