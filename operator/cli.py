@@ -14,6 +14,8 @@ from typing import Sequence
 
 # sub-command name -> module that defines add_parser() and run(args) -> int
 COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("irisop_deploy.local.up_cli", "start a local cluster, the operator and a served IrisModel (the demo)"),
+    "down": ("irisop_deploy.local.down_cli", "stop everything `irisop up` started"),
     "train": ("irisop_model.cli", "train a seeded Iris classifier and write an artifact directory"),
     "serve": ("irisop_serving.cli", "serve a model artifact over HTTP with BentoML"),
     "operator": ("irisop_operator.main", "run the kopf operator against the current kubeconfig"),

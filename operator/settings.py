@@ -15,9 +15,6 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-def _bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -47,14 +44,12 @@ class Settings:
     # Seconds to gather a burst of child events (a new Deployment makes several
     # within a second) into one drift check and at most one status write.
     settle_seconds: float = field(default=1.0, metadata={"env": "IRISOP_SETTLE_SECONDS", "parse": float})
-    # Port of the Prometheus metrics endpoint (0 disables it).
-    metrics_port: int = field(default=8080, metadata={"env": "IRISOP_METRICS_PORT", "parse": int})
+    # Port of the Prometheus metrics endpoint (0 disables it); kopf's liveness endpoint uses 8080.
+    metrics_port: int = field(default=9090, metadata={"env": "IRISOP_METRICS_PORT", "parse": int})
     # kopf peering (leader election) so that two operator replicas are safe; off for local runs.
     peering: str = field(default="", metadata={"env": "IRISOP_PEERING"})
     # The cluster domain used to build in-cluster URLs.
     cluster_domain: str = field(default="cluster.local", metadata={"env": "IRISOP_CLUSTER_DOMAIN"})
-    # Skip the S3 artifact check when spec.image is set (air-gapped clusters that ship models in images).
-    trust_user_images: bool = field(default=False, metadata={"env": "IRISOP_TRUST_USER_IMAGES", "parse": _bool})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

@@ -28,7 +28,7 @@ DEFAULT_REQUEST_TIMEOUT = 5.0
 
 def _timeout(raw: str) -> float:
     # Read at import time, where raising would kill the worker: fall back to
-    # the default rather than crash on a typo (the value is logged in docs).
+    # the default rather than crash on a typo (see docs/serving.md).
     try:
         value = float(raw) if raw.strip() else DEFAULT_REQUEST_TIMEOUT
     except ValueError:

@@ -6,7 +6,7 @@
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-bash deploy/local/bootstrap.sh || exit $?
+bash deploy/local/bootstrap.sh --with-kops || exit $?
 
 python3 -m pytest --timeout=900 "$@"
 rc=$?

@@ -3,7 +3,17 @@
 # machine (run as root): Debian packages, the Python project, and the
 # Kubernetes binaries built from the Go module proxy. Idempotent: a second run
 # takes seconds. Caches live under $IRISOP_CACHE (default ~/.cache/irisop).
+#
+#   --with-kops   also build kops (for the AWS bootstrap and its tests; ~10-17 min cold)
 set -euo pipefail
+
+with_kops=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-kops) with_kops=1 ;;
+    *) echo "usage: $0 [--with-kops]" >&2; exit 2 ;;
+  esac
+done
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -48,4 +58,8 @@ fi
 
 log "Kubernetes binaries (cached)"
 "$here/build-kube.sh" kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy >/dev/null
+if [ "$with_kops" = 1 ]; then
+  log "kops (cached)"
+  bash "$repo/deploy/kops/build-kops.sh" >/dev/null
+fi
 log "ready"

@@ -67,8 +67,10 @@ def process(plane: ControlPlane, home: Path, node_ip: str, port: int, exe: Path)
             f"--kubelet-certificate-authority={pki.ca_cert}",
             f"--kubelet-client-certificate={pki.cert(IDENTITY.name)}",
             f"--kubelet-client-key={pki.key(IDENTITY.name)}",
-            # The shortest resolution it allows: the HPA sees load sooner.
+            # The shortest resolution it allows: the HPA sees load sooner
+            # (it must exceed the kubelet request timeout, default 10 s).
             "--metric-resolution=10s",
+            "--kubelet-request-timeout=5s",
         ],
         home=home,
         ready=tls_ok(f"https://{node_ip}:{port}/readyz", pki.ca_cert),

@@ -165,9 +165,10 @@ class Node:
         exe = metrics.binary(build=self.plane.build)
         metrics.write_identity(self.plane, node_ip)
         port = self.ports().metrics_server
-        start_current(metrics.process(self.plane, self.logs, node_ip, port, exe))
+        # RBAC first: metrics-server reads the request-header CA at startup.
         with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
             metrics.register(api, self.plane, node_ip, port)
+        start_current(metrics.process(self.plane, self.logs, node_ip, port, exe))
 
     def _metrics_process(self) -> ManagedProcess:
         # Only name and home matter for status/stop.

@@ -1,7 +1,7 @@
 """Pure parts of the uploader: URI parsing, upload order, the printed spec block.
 
 The network paths (moto_server, unreachable endpoint, missing credentials)
-are in tests/integration/test_model_upload.py.
+are in tests/integration/test_model_upload_s3.py.
 """
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -34,7 +35,7 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 @pytest.fixture
 def moto_env(moto: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
     env = {**isolated_aws_env(tmp_path), **aws_env(moto)}
-    for key in [k for k in list(__import__("os").environ) if k.startswith("AWS_")]:
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
         monkeypatch.delenv(key)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
