@@ -12,12 +12,6 @@ from typing import Any, Mapping
 from . import names
 from .spec import IrisModelSpec
 
-# How long a rollout may make no progress before the Deployment reports
-# ProgressDeadlineExceeded (and we report Degraded). The Kubernetes default of
-# 600 s hides a bad model for ten minutes; a serving pod is ready in seconds.
-PROGRESS_DEADLINE_SECONDS = 120
-
-
 @dataclass(frozen=True)
 class Owner:
     """The IrisModel a child belongs to."""
@@ -80,6 +74,10 @@ def _container(spec: IrisModelSpec, image: str, model_sha256: str) -> dict[str, 
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
+        # Keep serving for a moment after termination starts: kube-proxy and
+        # load balancers drop the pod's endpoint asynchronously, and a request
+        # routed in that window must still be answered (zero-downtime rollouts).
+        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
@@ -102,7 +100,10 @@ def build_deployment(owner: Owner, spec: IrisModelSpec, image: str, model_sha256
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": names.selector_labels(owner.name)},
         "revisionHistoryLimit": 3,
-        "progressDeadlineSeconds": PROGRESS_DEADLINE_SECONDS,
+        # After this long without progress the Deployment reports
+        # ProgressDeadlineExceeded and we report Degraded. The Kubernetes default
+        # of 600 s would hide a model that never gets ready for ten minutes.
+        "progressDeadlineSeconds": spec.progress_deadline_seconds,
         # Never drop below the current capacity: a new pod must be ready first.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": {

@@ -48,6 +48,7 @@ class IrisModelSpec:
     service_port: int = 80
     workers: int = 1
     max_batch_rows: int = 1000
+    progress_deadline_seconds: int = 120
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: tuple[Mapping[str, Any], ...] = ()
 
@@ -126,6 +127,7 @@ def parse_spec(spec: Mapping[str, Any]) -> IrisModelSpec:
         service_port=int(service.get("port", 80)),
         workers=int(serving.get("workers", 1)),
         max_batch_rows=int(serving.get("maxBatchRows", 1000)),
+        progress_deadline_seconds=int(serving.get("progressDeadlineSeconds", 120)),
         node_selector=dict(spec.get("nodeSelector") or {}),
         tolerations=tuple(spec.get("tolerations") or ()),
     )

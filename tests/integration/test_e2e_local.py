@@ -1,0 +1,232 @@
+"""End to end on the real local node (issue 5): what a user does, checked over HTTP.
+
+train -> upload to S3 (moto) -> apply the sample IrisModel -> the operator
+verifies the artifact, layers it onto the real BentoML runtime image in a real
+registry, and rolls out pods on a real kubelet/containerd -> predictions
+through the Service's ClusterIP (kube-proxy). Then: a new model version rolls
+out with zero failed requests; a corrupted artifact never reaches the pods
+and the IrisModel reports Degraded; a model that passes the checks but does
+not load stalls its rollout while the old pods keep serving; deleting the
+IrisModel removes every child and pod.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+import yaml
+
+from irisop_operator import names
+from tests.fixtures.aws import aws_env, moto_port, require_tool, s3, upload_dir  # noqa: F401
+from tests.fixtures.cluster import kube_cluster, kube_node, namespace, wait_for  # noqa: F401
+from tests.fixtures.operator import Kube, crd  # noqa: F401
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+REPO = Path(__file__).resolve().parents[2]
+REFERENCE = {(5.1, 3.5, 1.4, 0.2): "setosa", (6.0, 2.9, 4.5, 1.5): "versicolor", (6.9, 3.1, 5.4, 2.1): "virginica"}
+BUCKET = "iris-e2e"
+
+
+@pytest.fixture(scope="module")
+def open_registry(tmp_path_factory) -> Iterator[str]:
+    """A registry without auth: the node pulls from it as an EKS node pulls from ECR (no pull secret)."""
+    require_tool("docker-registry")
+    from irisop_deploy.local.process import free_port
+    from irisop_deploy.local.registry import local_registry
+
+    port = free_port()
+    proc = local_registry(port, home=tmp_path_factory.mktemp("e2e-registry"))
+    proc.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def runtime_ref(open_registry: str) -> str:
+    for tool in ("podman", "buildah", "skopeo", "debootstrap", "bentoml"):
+        require_tool(tool)
+    from irisop_operator.images.runtime import ensure_runtime_image, push_local_image
+
+    ca = Path("/etc/ssl/certs/ca-certificates.crt")
+    built = ensure_runtime_image(REPO, extra_ca=ca if ca.exists() else None)
+    digest = push_local_image(built.ref, f"{open_registry}/irisop/runtime:{built.ref.rsplit(':', 1)[1]}", tls_verify=False)
+    return f"{open_registry}/irisop/runtime@{digest}"
+
+
+@pytest.fixture(scope="module")
+def e2e_operator(crd, kube_cluster, kube_node, moto_port, open_registry, runtime_ref, tmp_path_factory):
+    from irisop_deploy.local.moto import aws_env as moto_env
+    from irisop_deploy.local.process import ManagedProcess, free_port, http_ok
+
+    kube_node.trust_registry(open_registry)
+    port = free_port()
+    proc = ManagedProcess(
+        name="e2e-operator",
+        argv=["irisop", "operator", "run", "--liveness", f"http://127.0.0.1:{port}/healthz"],
+        home=tmp_path_factory.mktemp("e2e-operator"),
+        env={**moto_env(moto_port), "KUBECONFIG": str(kube_cluster.kubeconfig), "IRISOP_METRICS_PORT": "0",
+             "IRISOP_RUNTIME_IMAGE": runtime_ref, "IRISOP_DEFAULT_REPOSITORY": f"{open_registry}/iris-models",
+             "IRISOP_INSECURE_REGISTRIES": open_registry, "AWS_CONFIG_FILE": "/nonexistent",
+             "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+             "IRISOP_WORK_DIR": str(tmp_path_factory.mktemp("e2e-work"))},
+        ready=http_ok(f"http://127.0.0.1:{port}/healthz"),
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        print(proc.log_tail(60))
+
+
+def train_and_upload(s3, tmp: Path, prefix: str, seed: int) -> tuple[str, str]:
+    from irisop_model.artifact import write_artifact
+    from irisop_model.training import TrainParams, train
+
+    out = tmp / prefix.replace("/", "-")
+    meta = write_artifact(out, train(TrainParams(seed=seed)), "joblib")
+    return upload_dir(s3, out, BUCKET, prefix), meta["sha256"]
+
+
+def sample(namespace: str, uri: str) -> dict:
+    doc = yaml.safe_load((REPO / "deploy/examples/irismodel.yaml").read_text())
+    doc = copy.deepcopy(doc)
+    doc["metadata"]["namespace"] = namespace
+    doc["spec"]["model"]["uri"] = uri
+    doc["spec"].setdefault("serving", {})["progressDeadlineSeconds"] = 30
+    return doc
+
+
+def service_url(kube: Kube, namespace: str, name: str) -> str:
+    svc = kube.service(namespace, name)
+    return f"http://{svc.spec.cluster_ip}:{svc.spec.ports[0].port}/predict"
+
+
+def predict(url: str) -> dict:
+    resp = requests.post(url, json={"rows": [list(r) for r in REFERENCE]}, timeout=5)
+    resp.raise_for_status()
+    return resp.json()
+
+
+def serving_sha(kube: Kube, namespace: str, name: str) -> str:
+    return kube.get_model(namespace, name).get("status", {}).get("model", {}).get("sha256", "")
+
+
+def test_user_journey_on_a_real_node(crd, e2e_operator, namespace, s3, tmp_path):
+    try:
+        s3.create_bucket(Bucket=BUCKET)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    uri1, sha1 = train_and_upload(s3, tmp_path, f"{namespace}/v1", seed=42)
+    body = sample(namespace, uri1)
+    crd.custom.create_namespaced_custom_object(names.GROUP, names.VERSION, namespace, names.PLURAL, body)
+    name = body["metadata"]["name"]
+
+    # 1. Ready means pods answer: the three reference rows through the Service.
+    crd.wait_condition(namespace, name, "Ready", "True", timeout=240)
+    url = service_url(crd, namespace, name)
+    answer = wait_for(lambda: _try(predict, url), timeout=30, what="the Service to answer")
+    assert answer["predictions"] == list(REFERENCE.values())
+    assert answer["model_sha256"] == sha1
+
+    # 2. A new model version rolls out while requests keep flowing: zero failures.
+    uri2, sha2 = train_and_upload(s3, tmp_path, f"{namespace}/v2", seed=7)
+    assert sha2 != sha1
+    load = _Load(url)
+    load.start()
+    crd.patch_model(namespace, name, {"spec": {"model": {"uri": uri2}}})
+    wait_for(lambda: serving_sha(crd, namespace, name) == sha2, timeout=60, what="status to name the new model")
+    crd.wait_condition(namespace, name, "Ready", "True", timeout=240)
+    wait_for(lambda: load.seen(sha2), timeout=30, what="responses from the new model")
+    load.stop()
+    assert load.ok > 20, f"too few requests during the rollout ({load.ok})"
+    assert load.failures == [], f"{len(load.failures)} failed requests during the rollout: {load.failures[:3]}"
+
+    # 3. A corrupted artifact (bytes changed after model.json was written) never reaches the pods.
+    uri3, _ = train_and_upload(s3, tmp_path, f"{namespace}/v3", seed=8)
+    key = uri3.split("/", 3)[3] + "model.joblib"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"corrupted" * 100)
+    crd.patch_model(namespace, name, {"spec": {"model": {"uri": uri3}}})
+    crd.wait_condition(namespace, name, "ArtifactReady", "False", reason="ChecksumMismatch", timeout=60)
+    crd.wait_condition(namespace, name, "Degraded", "True", timeout=30)
+    assert predict(url)["model_sha256"] == sha2
+    assert crd.condition(namespace, name, "Ready")["status"] == "True"
+
+    # 4. A model that passes every check but does not load: the readiness gate
+    #    holds the rollout, old pods keep serving, the IrisModel says Degraded.
+    bad_dir = tmp_path / "unloadable"
+    sha_bad = _unloadable_artifact(bad_dir)
+    uri4 = upload_dir(s3, bad_dir, BUCKET, f"{namespace}/v4")
+    crd.patch_model(namespace, name, {"spec": {"model": {"uri": uri4}}})
+    wait_for(lambda: serving_sha(crd, namespace, name) == sha_bad, timeout=60, what="the unloadable model to be built")
+    crd.wait_condition(namespace, name, "Degraded", "True", reason="RolloutStalled", timeout=120)
+    assert predict(url)["model_sha256"] == sha2, "old pods keep serving"
+
+    # 5. Delete: every child and pod goes.
+    crd.delete_model(namespace, name)
+    wait_for(lambda: crd.deployment(namespace, name) is None and crd.service(namespace, name) is None,
+             timeout=60, what="children deleted")
+    wait_for(lambda: not crd.core.list_namespaced_pod(namespace).items, timeout=90, what="pods deleted")
+
+
+def _unloadable_artifact(directory: Path) -> str:
+    """Valid metadata and a matching sha256, but the file is not a loadable model."""
+    import hashlib
+    import json
+
+    from irisop_serving.contract import CLASSES, FEATURES
+
+    directory.mkdir(parents=True)
+    payload = b"not a joblib pickle" * 10
+    (directory / "model.joblib").write_bytes(payload)
+    sha = hashlib.sha256(payload).hexdigest()
+    import sklearn
+
+    (directory / "model.json").write_text(json.dumps({
+        "schema_version": 1, "sha256": sha, "format": "joblib", "model_file": "model.joblib",
+        "size_bytes": len(payload), "feature_names": list(FEATURES), "class_names": list(CLASSES),
+        "versions": {"scikit-learn": sklearn.__version__}}))
+    return sha
+
+
+def _try(fn, *args):
+    try:
+        return fn(*args)
+    except requests.RequestException:
+        return None
+
+
+class _Load(threading.Thread):
+    """Bounded background requests to the Service (loopback-routed ClusterIP only)."""
+
+    def __init__(self, url: str, max_seconds: float = 300) -> None:
+        super().__init__(daemon=True)
+        self.url, self.max_seconds = url, max_seconds
+        self.ok, self.failures, self.shas = 0, [], set()
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                answer = predict(self.url)
+                assert answer["predictions"] == list(REFERENCE.values())
+                self.ok += 1
+                self.shas.add(answer["model_sha256"])
+            except (requests.RequestException, AssertionError, KeyError) as exc:
+                self.failures.append(repr(exc))
+            time.sleep(0.05)
+
+    def seen(self, sha: str) -> bool:
+        return sha in self.shas
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join(timeout=10)
