@@ -7,6 +7,7 @@ the user must fix, ``TemporaryError(delay=...)`` for "not yet".
 from __future__ import annotations
 
 import logging
+import random
 import time
 from typing import Any
 
@@ -57,6 +58,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Two replicas: only the leader handles events (kopf peering).
         settings.peering.name = ours.peering
         settings.peering.mandatory = True
+        # kopf pauses *every* operator when peers share a priority, so each
+        # replica draws its own: the highest serves, the others stand by and
+        # take over when its peering record expires.
+        settings.peering.priority = random.SystemRandom().randint(1, 1_000_000)
     metrics.serve(ours.metrics_port)
 
 
