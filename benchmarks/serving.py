@@ -45,13 +45,13 @@ SCENARIOS = [("1-row", 1, 1), ("1-row", 1, 16), ("64-row", 64, 1), ("64-row", 64
 
 # --------------------------------------------------------------------------- baseline
 class BaselineRequest(BaseModel):
+    # Module level: FastAPI resolves the handler's (string) annotation here.
     rows: list[list[float]]
 
 
 def baseline_app(model_dir: str):  # -> fastapi.FastAPI
     import joblib
     from fastapi import FastAPI
-    from pydantic import BaseModel
 
     model = joblib.load(Path(model_dir) / "model.joblib")
     classes = ["setosa", "versicolor", "virginica"]

@@ -58,4 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m irisop_operator.cli` runs this file as __main__, a second copy
+    # of the module: dispatch through the real one so CommandError is the same class.
+    from irisop_operator.cli import main as _main
+
+    sys.exit(_main())

@@ -151,10 +151,17 @@ def sanity_predict(predictor: Predictor) -> None:
 
 def extract_in_child(path: Path, fmt: str) -> dict[str, Any]:
     """Run extract.py on the model file; its stderr line becomes the reason on failure."""
-    package = __package__ or "irisop_serving"  # `serving` inside a Bento
+    package = __package__ or "irisop_serving"
+    here = Path(__file__).resolve().parent
+    # Inside a Bento the package is the top-level `serving` folder, importable
+    # only from its parent directory, whatever the server's cwd is. (Not for
+    # the editable install, where the folder `serving` is the package
+    # `irisop_serving`: its parent also holds `operator/`, which must never
+    # be importable.)
+    cwd = str(here.parent) if here.name == package else None
     argv = [sys.executable, "-m", f"{package}.extract", str(path), fmt]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=EXTRACT_TIMEOUT, check=False)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=EXTRACT_TIMEOUT, check=False, cwd=cwd)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ModelLoadError(f"loading {path.name} in a child process failed: {exc}") from exc
     if proc.returncode != 0:

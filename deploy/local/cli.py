@@ -58,5 +58,5 @@ def run(args: argparse.Namespace) -> int:
     except ProcessError as exc:
         # The message's first line is enough on the terminal; the log path says where to look.
         first = str(exc).splitlines()[0]
-        raise CommandError(f"{first} (logs in {plane.logs})") from exc
+        raise CommandError(f"{first} (logs: {plane.logs}, {node.logs})") from exc
     return 0

@@ -27,8 +27,13 @@ APISERVICE = "v1beta1.metrics.k8s.io"
 IDENTITY = CertSpec("metrics-server-client", "irisop:metrics-server")
 
 
+def binary_path() -> Path:
+    return cache_dir() / "metrics-server" / VERSION / "bin" / "metrics-server"
+
+
 def binary(build: bool) -> Path:
-    exe = cache_dir() / "metrics-server" / VERSION / "bin" / "metrics-server"
+    """The metrics-server executable, built (minutes, cached) when missing and build is set."""
+    exe = binary_path()
     if exe.exists():
         return exe
     if not build:
@@ -64,6 +69,8 @@ def process(plane: ControlPlane, home: Path, node_ip: str, port: int, exe: Path)
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
             "--kubelet-preferred-address-types=InternalIP",
+            # The kubelet listens on a free port, not 10250: read it from the Node.
+            "--kubelet-use-node-status-port",
             f"--kubelet-certificate-authority={pki.ca_cert}",
             f"--kubelet-client-certificate={pki.cert(IDENTITY.name)}",
             f"--kubelet-client-key={pki.key(IDENTITY.name)}",
@@ -73,7 +80,9 @@ def process(plane: ControlPlane, home: Path, node_ip: str, port: int, exe: Path)
             "--kubelet-request-timeout=5s",
         ],
         home=home,
-        ready=tls_ok(f"https://{node_ip}:{port}/readyz", pki.ca_cert),
+        # /livez, not /readyz: readiness waits for the first scrape (~10 s)
+        # and nothing here needs to block on that.
+        ready=tls_ok(f"https://{node_ip}:{port}/livez", pki.ca_cert),
         timeout=60,
     )
 

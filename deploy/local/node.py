@@ -17,10 +17,11 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -175,18 +176,21 @@ class Node:
         return ManagedProcess(name="metrics-server", argv=[], home=self.logs)
 
     def down(self) -> None:
-        """Drain pods, stop the node's processes and leave nothing mounted."""
+        """Drain pods, stop the node's processes and leave nothing mounted.
+
+        The API steps (unregister metrics, drain, delete the Node) are best
+        effort: a slow or broken API server must never stop the process-level
+        cleanup, or node processes would outlive their state directory.
+        """
         if not (self.home / "ports.json").exists():
             return
         containerd, kubelet, proxy = self.processes()
+        api_problems = []
         if self.plane.running():
-            from kubernetes import config
-
-            with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
-                metrics.unregister(api)
+            api_problems += _best_effort(self._unregister_metrics)
         self._metrics_process().stop()
         if kubelet.running() and self.plane.running():
-            self._drain()
+            api_problems += _best_effort(self._drain)
         proxy.stop()
         self._cleanup_kube_proxy_rules()
         kubelet.stop()
@@ -195,12 +199,20 @@ class Node:
             self._kill_tasks()
         containerd.stop()
         self._kill_stray_shims()
-        self._unmount_all()
         _run(["ip", "link", "delete", BRIDGE], check=False)
         if self.plane.running():
-            self._delete_node_object()
+            api_problems += _best_effort(self._delete_node_object)
         if OWNER_FILE.exists() and OWNER_FILE.read_text() == str(self.home):
             OWNER_FILE.unlink()
+        self._unmount_all()  # raises if a mount survives: that must be loud
+        for problem in api_problems:
+            print(f"irisop node down: warning: {problem}", file=sys.stderr)
+
+    def _unregister_metrics(self) -> None:
+        from kubernetes import config
+
+        with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
+            metrics.unregister(api)
 
     def status(self) -> dict[str, int | None]:
         names = ("containerd", "kubelet", "kube-proxy") + (("metrics-server",) if self.metrics else ())
@@ -230,14 +242,19 @@ class Node:
 
     # -- setup pieces ------------------------------------------------------------
     def _claim(self) -> None:
-        OWNER_FILE.parent.mkdir(parents=True, exist_ok=True)
-        if OWNER_FILE.exists():
-            owner = Path(OWNER_FILE.read_text())
-            if owner != self.home and Node(self.plane, owner).status().get("kubelet"):
+        """Refuse to start a second node: look for any irisop kubelet whose
+        state is elsewhere (the owner file alone misses a node whose state
+        directory was deleted while it ran)."""
+        mine = f"--root-dir={self.kubelet_dir}".encode()
+        for pid, cmdline in _processes():
+            if b"kubelet" in cmdline and f"--hostname-override={NODE_NAME}".encode() in cmdline \
+                    and mine not in cmdline:
+                args = cmdline.replace(b"\0", b" ").decode(errors="replace")
                 raise NodeError(
-                    f"another irisop node is running (state in {owner}); stop it first: "
-                    "only one node per machine (shared bridge and iptables chains)"
+                    f"another irisop node is running (kubelet pid {pid}: {args[:160]}); stop it "
+                    "first: only one node per machine (shared bridge and iptables chains)"
                 )
+        OWNER_FILE.parent.mkdir(parents=True, exist_ok=True)
         OWNER_FILE.write_text(str(self.home))
 
     def _prepare_host(self) -> None:
@@ -530,16 +547,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         """containerd-shim-runc-v2 outlives containerd by design (its own
         process group); kill the ones that belong to this node's socket."""
         marker = str(self.containerd_sock).encode()
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
+        for pid, cmdline in _processes():
             if b"containerd-shim" in cmdline and marker in cmdline:
                 try:
-                    os.kill(int(proc.name), 9)
+                    os.kill(pid, 9)
                 except ProcessLookupError:
                     pass
         # Container processes whose shim died are still known to runc.
@@ -565,6 +576,30 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                  if ln.split()[4].startswith(prefix)]
         if still:
             raise NodeError(f"{len(still)} mounts left under {self.home}, e.g. {still[0].split()[4]}")
+
+
+def _processes() -> list[tuple[int, bytes]]:
+    """(pid, NUL-separated command line) of every process we can read."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                found.append((int(proc.name), (proc / "cmdline").read_bytes()))
+            except OSError:
+                continue
+    return found
+
+
+def _best_effort(step: Callable[[], None]) -> list[str]:
+    """Run an API step of down(); return its failure as a message instead of raising."""
+    from kubernetes.client.rest import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        step()
+    except (ApiException, HTTPError, OSError) as exc:
+        return [f"{step.__name__} failed: {str(exc).splitlines()[0]}"]
+    return []
 
 
 def _node_ready(core: Any) -> bool:

@@ -138,7 +138,24 @@ class ManagedProcess:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
-        return True
+        # A process started by an earlier `irisop` run is not our child: once
+        # it exits it stays a zombie until PID 1 reaps it (~2 s on these VMs).
+        # A zombie holds no ports or files, so it counts as stopped.
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        if stat.rsplit(")", 1)[1].split()[0] != "Z":
+            return True
+        # Our own child: reap it. A multi-threaded (Go) leader shows Z while
+        # its other threads finish, and only then can be reaped.
+        deadline = time.monotonic() + 2
+        try:
+            while os.waitpid(pid, os.WNOHANG)[0] == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        except ChildProcessError:
+            pass  # not our child: PID 1 reaps it
+        return False
 
     def log_tail(self, lines: int = 20) -> str:
         try:

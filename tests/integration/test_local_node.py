@@ -166,7 +166,7 @@ def test_registry_image_becomes_ready_and_cluster_ip_answers_from_host(
         return seen >= expected
 
     wait_for(both_pods_answered, timeout=30, interval=0.05, what=f"both pods to answer via {url}")
-    assert seen == expected
+    assert seen == expected, f"answers {seen}, pods {expected}"
 
     # The API server reaches the kubelet (logs/exec path): InternalIP + serving cert.
     log = core.read_namespaced_pod_log(pods[0].metadata.name, namespace)

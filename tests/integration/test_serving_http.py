@@ -231,3 +231,53 @@ def test_serve_refuses_a_directory_without_model_json(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f"irisop serve: error: {tmp_path} is not an artifact directory (no model.json); run `irisop train --out {tmp_path}`"]
+
+
+def test_bento_builds_offline_from_the_repo_root(tmp_path: Path) -> None:
+    """`bentoml build -f serving/bentofile.yaml .` packs serving/*.py (not the CLI) into a Bento."""
+    import os
+    import subprocess
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
+    proc = subprocess.run(
+        ["bentoml", "build", "-f", "serving/bentofile.yaml", "."],
+        cwd=root, env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (bento,) = [p for p in (tmp_path / "bentoml" / "bentos" / "iris_classifier").iterdir() if p.is_dir()]
+    sources = sorted(p.name for p in (bento / "src" / "serving").glob("*.py"))
+    assert {"service.py", "contract.py", "loader.py", "extract.py", "validation.py"} <= set(sources)
+    assert "cli.py" not in sources
+    info = yaml.safe_load((bento / "bento.yaml").read_text())
+    assert info["service"] == "serving.service:IrisClassifier"
+    requirements = (bento / "env" / "python" / "requirements.txt").read_text()
+    assert "scikit-learn==" in requirements
+
+    # Serve the built Bento (what the image runs) from an unrelated cwd: the
+    # model loads through the `serving.extract` child and the fast path.
+    from irisop_deploy.local.process import ManagedProcess, free_port, http_ok
+
+    model = tmp_path / "model"
+    train_into(model, fmt="skops")
+    port = free_port()
+    served = ManagedProcess(
+        name="bento",
+        # env -C: start in an empty directory, as an image's WORKDIR may differ.
+        argv=["env", "-C", str(tmp_path / "run"), "bentoml", "serve", f"iris_classifier:{bento.name}", "--port", str(port)],
+        home=tmp_path / "run",
+        env={**env, "IRISOP_MODEL_DIR": str(model)},
+        ready=http_ok(f"http://127.0.0.1:{port}/readyz"),
+        timeout=120,
+    )
+    (tmp_path / "run").mkdir()
+    try:
+        served.start()
+        meta = requests.get(f"http://127.0.0.1:{port}/metadata", timeout=10).json()
+        assert meta["predictor"] == "fast:LogisticRegression" and meta["format"] == "skops"
+        resp = requests.post(f"http://127.0.0.1:{port}/predict", json={"rows": [REFERENCE["virginica"]]}, timeout=10)
+        assert resp.json()["predictions"] == ["virginica"]
+    finally:
+        served.stop()

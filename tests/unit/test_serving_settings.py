@@ -58,6 +58,15 @@ def test_bentoml_config_switches() -> None:
     assert "tracing" not in config
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("", 5.0), ("2.5", 2.5), ("0", 5.0), ("-1", 5.0), ("soon", 5.0)])
+@pytest.mark.parametrize(("raw", "expected"), [("", 1.0), ("2.5", 2.5), ("0", 1.0), ("-1", 1.0), ("soon", 1.0)])
 def test_request_timeout(raw: str, expected: float) -> None:
     assert bentoml_config({"IRISOP_REQUEST_TIMEOUT": raw})["traffic"] == {"timeout": expected}
+
+
+def test_workers_come_from_the_operator_and_bad_values_fall_back():
+    from irisop_serving.settings import workers
+
+    assert workers({}) == 1
+    assert workers({"IRISOP_WORKERS": "3"}) == 3
+    assert workers({"IRISOP_WORKERS": "lots"}) == 1
+    assert workers({"IRISOP_WORKERS": "0"}) == 1
