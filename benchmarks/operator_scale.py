@@ -57,8 +57,33 @@ def apiserver_writes(api) -> dict[str, float]:
     return totals
 
 
+def quiesce(api, quiet_s: float = 4.0, limit_s: float = 120.0) -> None:
+    """Wait until the operator's kinds see no writes for quiet_s seconds."""
+    last, quiet_since, deadline = apiserver_writes(api), time.monotonic(), time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = apiserver_writes(api)
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_s:
+            return
+
+
 def diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
     return {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
+
+
+def reconcile_means(port: int) -> dict[str, float]:
+    """Mean reconcile duration per trigger, from the operator's own histogram."""
+    import requests
+
+    sums: dict[str, float] = {}
+    counts: dict[str, float] = {}
+    for line in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
+        m = re.match(r'irisop_reconcile_duration_seconds_(sum|count)\{trigger="([^"]+)"\} (\S+)', line)
+        if m:
+            (sums if m.group(1) == "sum" else counts)[m.group(2)] = float(m.group(3))
+    return {t: round(1000 * sums[t] / counts[t], 1) for t in sums if counts.get(t)}
 
 
 def rss_mib(pid: int) -> float:
@@ -129,11 +154,14 @@ def main() -> int:
         svcs = len(core.list_namespaced_service(ns).items)
         return deps >= n and svcs >= n
 
+    metrics_port = free_port()
+
     def start_operator(ns: str) -> ManagedProcess:
         port = free_port()
         proc = ManagedProcess(name=f"operator-{ns}", argv=["irisop", "operator", "run", "-n", ns, "--liveness",
                                                           f"http://127.0.0.1:{port}/healthz"],
-                              home=work, env=env, ready=http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=60)
+                              home=work, env={**env, "IRISOP_METRICS_PORT": str(metrics_port)},
+                              ready=http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=60)
         proc.start()
         return proc
 
@@ -180,10 +208,11 @@ def main() -> int:
                 return 1
             time.sleep(0.5)
         op_s = time.perf_counter() - started
-        time.sleep(5)  # let status follow the Deployment controller's updates
+        quiesce(api)  # let status follow the Deployment controller's updates
         writes = diff(apiserver_writes(api), before)
         events = [e for e in core.list_namespaced_event(ns).items if (e.source and e.source.component in ("kopf", "irismodel-operator"))]
         rss = rss_mib(op.pid())
+        reconcile_ms = reconcile_means(metrics_port)
 
         # No-op resync: restart the operator; every IrisModel is resumed.
         op.stop()
@@ -208,12 +237,17 @@ def main() -> int:
             "resync_writes_per_model": round(sum(resync.values()) / n, 3),
             "resync_writes_by_kind": resync,
             "rss_mib": round(rss, 1),
+            "reconcile_mean_ms": reconcile_ms,
             "rss_after_resume_mib": round(rss_after, 1),
         }
         results.append(row)
         print(json.dumps(row))
         for name in (ns, base_ns):
             core.delete_namespace(name)
+        # The controller-manager's deletion backlog would slow the next size.
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and {ns, base_ns} & {n.metadata.name for n in core.list_namespace().items}:
+            time.sleep(1)
 
     moto.stop()
     for row in results:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 
@@ -22,7 +21,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import kopf
 
-    from . import handlers  # noqa: F401  (registers the handlers)
+    from . import handlers  # noqa: F401  (importing registers the kopf handlers)
     from . import kube
     from .settings import get_settings
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import requests
 import yaml
 
-from .process import ManagedProcess, free_port, http_ok, state_dir
+from .process import ManagedProcess, http_ok, state_dir
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "deploy" / "examples" / "irismodel.yaml"

@@ -22,9 +22,9 @@ import requests
 import yaml
 
 from irisop_operator import names
-from tests.fixtures.aws import aws_env, moto_port, require_tool, s3, upload_dir  # noqa: F401
-from tests.fixtures.cluster import kube_cluster, kube_node, namespace, wait_for  # noqa: F401
-from tests.fixtures.operator import Kube, crd  # noqa: F401
+from tests.fixtures.aws import require_tool, upload_dir
+from tests.fixtures.cluster import wait_for
+from tests.fixtures.operator import Kube
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]

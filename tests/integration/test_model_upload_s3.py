@@ -4,37 +4,23 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterator
 
 import boto3
 import pytest
 import yaml
 
-from irisop_deploy.local.moto import aws_env, moto_server
-from irisop_deploy.local.process import ManagedProcess, free_port
+from irisop_deploy.local.moto import aws_env
+from irisop_deploy.local.process import free_port
 from irisop_operator.cli import main
+from tests.fixtures.aws import moto_port  # noqa: F401  (the session moto_server)
 from tests.fixtures.serving import isolated_aws_env
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    from tests.fixtures.aws import require_tool
-
-    require_tool("moto_server")
-    port = free_port()
-    proc: ManagedProcess = moto_server(port=port, home=tmp_path_factory.mktemp("moto"))
-    proc.start()
-    try:
-        yield port
-    finally:
-        proc.stop()
-
-
 @pytest.fixture
-def moto_env(moto: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
-    env = {**isolated_aws_env(tmp_path), **aws_env(moto)}
+def moto_env(moto_port: int, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    env = {**isolated_aws_env(tmp_path), **aws_env(moto_port)}
     for key in [k for k in os.environ if k.startswith("AWS_")]:
         monkeypatch.delenv(key)
     for key, value in env.items():

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from irisop_operator import names
-from tests.fixtures.aws import aws_env, fake_artifact, moto_port, s3, upload_dir  # noqa: F401
-from tests.fixtures.cluster import kube_cluster, namespace, wait_for  # noqa: F401
-from tests.fixtures.operator import crd, kubectl, operator_env, running_operator  # noqa: F401
+from tests.fixtures.aws import fake_artifact, upload_dir
+from tests.fixtures.cluster import wait_for
+from tests.fixtures.operator import kubectl
 
 pytestmark = pytest.mark.integration
 IMAGE = "registry.invalid/iris@sha256:" + "e" * 64

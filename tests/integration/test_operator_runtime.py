@@ -2,15 +2,14 @@
 (kopf peering) with two replicas, liveness, and Prometheus metrics."""
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.fixtures.aws import aws_env, fake_artifact, moto_port, s3, upload_dir  # noqa: F401
-from tests.fixtures.cluster import kube_cluster, namespace, wait_for  # noqa: F401
-from tests.fixtures.operator import crd, kubectl, operator_env  # noqa: F401
+from tests.fixtures.aws import fake_artifact, upload_dir
+from tests.fixtures.cluster import wait_for
+from tests.fixtures.operator import kubectl
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -62,5 +61,4 @@ def test_two_replicas_with_peering_handle_each_object_once(crd, kube_cluster, op
     finally:
         first.stop()
         second.stop()
-        subprocess.run(["true"])
         kubectl(kube_cluster, "delete", "clusterkopfpeering", peering, "--ignore-not-found")
