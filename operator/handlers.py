@@ -96,7 +96,8 @@ def reconciler() -> Reconciler:
     if _reconciler is None:
         settings = get_settings()
         _settle = Debouncer(settings.settle_seconds, _resync_latest, name="irisop-settle")
-        _reconciler = Reconciler(settings, live=_lookup, emit=kube.post_event, defer=lambda key, body: _settle.submit(key, key))
+        _reconciler = Reconciler(settings, live=_lookup, emit=kube.post_event, api=_RecordingKube(),
+                                 defer=lambda key, body: _settle.submit(key, key))
     return _reconciler
 
 
@@ -114,15 +115,34 @@ def _resync_latest(key: tuple[str, str]) -> None:
 
 
 def _lookup(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    """The live child from the watch cache; a read (never a write) when the cache has none.
+    """The live child from the watch cache, or what we just applied if the watch lags.
 
     Right after we create a child, the watch may not have delivered it yet;
-    asking the API server then avoids applying it a second time.
+    without the second source the next resync would apply it again.
     """
     store = _INDEXES.get(kind)
-    for value in store.get((namespace, name), []) if store is not None else []:
+    if store is None:
+        return kube.get(kind, namespace, name)  # indexes not handed to us yet: ask the API
+    for value in store.get((namespace, name), []):
         return value
-    return kube.get(kind, namespace, name)
+    return _APPLIED.get((kind, namespace, name))
+
+
+# Children we applied whose watch event has not arrived yet: (kind, ns, name) -> object.
+_APPLIED: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+class _RecordingKube:
+    """kube, with applied objects remembered until their watch event arrives."""
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(kube, attr)
+
+    @staticmethod
+    def apply(manifest: dict[str, Any]) -> dict[str, Any]:
+        live = kube.apply(manifest)
+        _APPLIED[(manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])] = live
+        return live
 
 
 def _remember_indexes(kwargs: dict[str, Any]) -> None:
@@ -172,9 +192,10 @@ def forget_model(namespace: str, name: str, **_: Any) -> None:
 
 
 def _on_child_event(kind: str):
-    def handler(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
+    def handler(namespace: str, name: str, labels: kopf.Labels, **kwargs: Any) -> None:
         """Any change of a child (drift, deletion, rollout progress): settle, then resync its IrisModel."""
         _remember_indexes(kwargs)
+        _APPLIED.pop((kind, namespace, name), None)  # the index is authoritative from now on
         parent_name = labels.get(names.LABEL_INSTANCE)
         if parent_name:
             reconciler()

@@ -71,6 +71,27 @@ def test_ports_file_from_before_metrics_server_gains_a_port(tmp_path: Path) -> N
     assert node.ports() == ports
 
 
+def test_second_node_is_refused_while_another_kubelet_runs(tmp_path: Path) -> None:
+    """Any irisop kubelet with another root dir blocks up() before it touches the host."""
+    import sys
+    import time as _time
+
+    from irisop_deploy.local.controlplane import ControlPlane
+    from irisop_deploy.local.node import NodeError
+
+    # A stand-in whose command line looks like another node's kubelet.
+    fake = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "kubelet",
+                             f"--hostname-override={NODE_NAME}", f"--root-dir={tmp_path}/other/kubelet"])
+    try:
+        _time.sleep(0.2)
+        with pytest.raises(NodeError, match="another irisop node is running"):
+            Node(ControlPlane(tmp_path / "cp", build=False), tmp_path / "node").up()
+    finally:
+        fake.kill()
+        fake.wait()
+    assert not (tmp_path / "cp").exists(), "a refused up() must not start the control plane"
+
+
 # -- real node ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -216,8 +237,25 @@ def test_metrics_api_serves_node_usage(
                 return None
             raise
 
-    usage = wait_for(node_usage, timeout=90, interval=2, what="node metrics from metrics.k8s.io")
+    try:
+        usage = wait_for(node_usage, timeout=90, interval=2, what="node metrics from metrics.k8s.io")
+    except pytest.fail.Exception:
+        _explain_metrics(api, kube_node)
+        raise
     assert usage["usage"]["memory"].endswith("Ki")
+
+
+def _explain_metrics(api: object, kube_node: KubeNode) -> None:
+    """Print why metrics are missing (shown by pytest with the failure)."""
+    from kubernetes import client
+
+    apiservice = client.ApiregistrationV1Api(api).read_api_service("v1beta1.metrics.k8s.io")
+    print("APIService conditions:", [(c.type, c.status, c.reason, c.message)
+                                     for c in apiservice.status.conditions or []])
+    if kube_node.node is not None:
+        log = kube_node.node.logs / "metrics-server.log"
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if "Failed probe" not in ln]
+        print("metrics-server log tail:", *lines[-15:], sep="\n")
 
 
 @pytest.mark.integration
