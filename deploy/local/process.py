@@ -74,7 +74,20 @@ class ManagedProcess:
             return None
         except PermissionError:
             pass
+        if not self._is_ours(pid):
+            return None  # a stale pid file whose number the kernel gave to another program
         return pid
+
+    def _is_ours(self, pid: int) -> bool:
+        """Is pid still the program we started? Pids wrap around: a pid file
+        left by a killed session may name an unrelated process, which stop()
+        must never signal."""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return True  # no /proc to ask: trust the pid file
+        program = os.path.basename(str(self.argv[0])).encode()
+        return any(os.path.basename(arg) == program for arg in cmdline[:3])
 
     def running(self) -> bool:
         return self.pid() is not None
