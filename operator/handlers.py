@@ -28,10 +28,8 @@ CHILD_RESOURCES = {
     "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
     "PodDisruptionBudget": ("policy", "v1", "poddisruptionbudgets"),
 }
-# Retry delays: transient failures back off from 5 s to 5 min; a rejected
-# artifact is re-checked every 5 min in case it is re-uploaded at the same URI.
+# Retry delays: transient failures back off from 5 s to 5 min.
 TRANSIENT_DELAYS = (5, 10, 20, 40, 80, 160, 300)
-REJECTED_DELAY = 300
 
 # kopf indexes keep the latest body of every IrisModel and child in memory,
 # so a no-op resync reads nothing from the API server.
@@ -165,7 +163,12 @@ def _run(trigger: str, fn, body: dict[str, Any], retry: int) -> None:
     except PipelineError as exc:
         result = "pipeline_error"
         metrics.PIPELINE_ERRORS.labels(reason=exc.reason).inc()
-        delay = TRANSIENT_DELAYS[min(retry, len(TRANSIENT_DELAYS) - 1)] if exc.transient else REJECTED_DELAY
+        if not exc.transient:
+            # A rejected artifact is a spec pointing at something unservable.
+            # Permanent, not a long TemporaryError: kopf keeps a pending retry
+            # delay even when the spec changes, so the user's fix would wait.
+            raise kopf.PermanentError(f"{exc.reason}: {exc.message}") from exc
+        delay = TRANSIENT_DELAYS[min(retry, len(TRANSIENT_DELAYS) - 1)]
         raise kopf.TemporaryError(f"{exc.reason}: {exc.message}", delay=delay) from exc
     except kube.KubeError as exc:
         result = "api_error"

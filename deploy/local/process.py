@@ -82,6 +82,8 @@ class ManagedProcess:
         """Is pid still the program we started? Pids wrap around: a pid file
         left by a killed session may name an unrelated process, which stop()
         must never signal."""
+        if not self.argv:
+            return True  # a handle made only to stop a process: nothing to compare with
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:

@@ -210,11 +210,11 @@ class _Load(threading.Thread):
         super().__init__(daemon=True)
         self.url, self.max_seconds = url, max_seconds
         self.ok, self.failures, self.shas = 0, [], set()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         deadline = time.monotonic() + self.max_seconds
-        while not self._stop.is_set() and time.monotonic() < deadline:
+        while not self._halt.is_set() and time.monotonic() < deadline:
             try:
                 answer = predict(self.url)
                 assert answer["predictions"] == list(REFERENCE.values())
@@ -228,5 +228,5 @@ class _Load(threading.Thread):
         return sha in self.shas
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=10)
