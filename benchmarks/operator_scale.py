@@ -14,8 +14,8 @@ of threads, and the last line prints the throughput ratio.
 
     python benchmarks/operator_scale.py --sizes 100 500
 
-Needs the local control plane (`irisop control-plane up`) and moto_server;
-both are started if missing. Nothing here talks to anything but loopback.
+Starts its own control plane (no node) and moto_server under a temp dir and
+removes them at the end. Nothing here talks to anything but loopback.
 """
 from __future__ import annotations
 
@@ -109,9 +109,12 @@ def main() -> int:
     from irisop_operator.spec import parse_spec
     from tests.fixtures.aws import fake_artifact, upload_dir
 
-    plane = ControlPlane()
-    kubeconfig = plane.up()
+    # A private control plane with no node: the benchmark measures the
+    # operator, not pods, and must not leave 1,000 Deployments in the cluster
+    # `irisop up` uses.
     work = Path(tempfile.mkdtemp(prefix="irisop-bench-"))
+    plane = ControlPlane(work / "controlplane")
+    kubeconfig = plane.up()
     moto_port = free_port()
     moto = moto_server(moto_port, home=work)
     moto.start()
@@ -250,6 +253,7 @@ def main() -> int:
             time.sleep(1)
 
     moto.stop()
+    plane.destroy()
     for row in results:
         print(f"N={row['n']}: operator {row['operator_per_s']}/s vs plain client {row['plain_per_s']}/s "
               f"(ratio {row['ratio']}x, target >=0.5x); {row['writes_per_model']} writes/model (target <=5); "

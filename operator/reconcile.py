@@ -31,7 +31,9 @@ from .spec import IrisModelSpec, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
 
-Key = tuple[str, str]  # (namespace, name)
+# (namespace, name, uid): an IrisModel deleted and re-created under the same
+# name is a new object, and must not inherit the old one's remembered status.
+Key = tuple[str, str, str]
 # kind, namespace, name -> live object (backed by kopf indexes in the running operator)
 LiveLookup = Callable[[str, str, str], "dict[str, Any] | None"]
 # Emit a Kubernetes Event about the IrisModel: (body, type, reason, message)
@@ -87,7 +89,7 @@ class Outcome:
 
 class Reconciler:
     def __init__(self, settings: Settings, live: LiveLookup, emit: EventSink, pipeline: Pipeline | None = None,
-                 api: Any = kube, defer: Callable[[Key, Mapping[str, Any]], None] | None = None):
+                 api: Any = kube, defer: Callable[[tuple[str, str], Mapping[str, Any]], None] | None = None):
         self.settings = settings
         self.live = live
         self.emit = emit
@@ -110,18 +112,16 @@ class Reconciler:
     def reconcile(self, body: Mapping[str, Any]) -> None:
         """Full reconcile after a change of the IrisModel (or operator start)."""
         owner = Owner.from_body(body)
-        key = (owner.namespace, owner.name)
-        with self._locks[key]:
+        with self._locks[_key(body)]:
             spec = self.validate(body)
             served = self.ensure_served_version(body, spec)
             self.apply_children(owner, spec, served)
-        self.defer(key, body)
+        self.defer((owner.namespace, owner.name), body)
 
     def resync_children(self, body: Mapping[str, Any]) -> None:
         """A child changed (or a change was just applied): restore drift and refresh status."""
         owner = Owner.from_body(body)
-        key = (owner.namespace, owner.name)
-        with self._locks[key]:
+        with self._locks[_key(body)]:
             try:
                 spec = parse_spec(body.get("spec") or {})
             except SpecError:
@@ -133,8 +133,10 @@ class Reconciler:
             self.publish_status(body, spec, live.get("Deployment"), served)
 
     def forget(self, namespace: str, name: str) -> None:
+        """Drop what is remembered about every incarnation of namespace/name."""
         for store in (self._published, self._served, self._outcome, self._locks):
-            store.pop((namespace, name), None)
+            for key in [k for k in store if k[:2] == (namespace, name)]:
+                store.pop(key, None)
 
     # ---- steps --------------------------------------------------------
 
@@ -288,7 +290,8 @@ class Reconciler:
 
 
 def _key(body: Mapping[str, Any]) -> Key:
-    return body["metadata"]["namespace"], body["metadata"]["name"]
+    meta = body["metadata"]
+    return meta["namespace"], meta["name"], meta["uid"]
 
 
 def source_key(spec: IrisModelSpec, settings: Settings) -> str:

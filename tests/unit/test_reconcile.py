@@ -151,3 +151,13 @@ def test_user_image_skips_the_build(world):
     rec.reconcile(body(image="example.org/iris@sha256:" + "c" * 64))
     assert api.status["image"] == "example.org/iris@sha256:" + "c" * 64
     assert c.condition(api.status, c.IMAGE_READY)["reason"] == c.USER_PROVIDED_IMAGE
+
+
+def test_a_recreated_object_does_not_inherit_remembered_status(world):
+    rec, api, _ = world
+    rec.reconcile(body())
+    api.status.clear()  # the object is deleted (its status with it) and created again
+    again = body()
+    again["metadata"]["uid"] = "u2"
+    rec.reconcile(again)
+    assert {"image", "model", "url", "observedGeneration", "conditions"} <= set(api.status)
