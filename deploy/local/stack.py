@@ -119,8 +119,10 @@ class Stack:
         progress.step(f"local OCI registry on {REGISTRY}", lambda: _started(self.registry().start()))
         progress.step("S3/ECR stand-in (moto_server)", lambda: _started(self.moto().start()))
         runtime = progress.step("BentoML runtime image (built once per serving version)", self._runtime_image)
-        progress.step("IrisModel CRD and the operator", lambda: self._operator(runtime))
+        # The model goes up before the operator starts: moto keeps S3 in memory,
+        # and an operator resuming an existing IrisModel must find its artifact.
         model = progress.step("train the Iris model and upload it to S3", self._model)
+        progress.step("IrisModel CRD and the operator", lambda: self._operator(runtime))
         result = progress.step("apply deploy/examples/irismodel.yaml and wait until Ready",
                                lambda: self._apply_and_wait(timeout))
         return {"kubeconfig": str(self.kubeconfig), "model": model, **result}
