@@ -11,7 +11,7 @@ import pytest
 from irisop_operator.artifact import fetch_artifact
 from irisop_operator.pipeline import ArtifactError, ModelSource
 from irisop_operator.settings import Settings
-from tests.fixtures.aws import aws_env, bucket, dead_port, fake_artifact, moto_port, s3, upload_dir  # noqa: F401
+from tests.fixtures.aws import fake_artifact, upload_dir
 
 pytestmark = pytest.mark.integration
 

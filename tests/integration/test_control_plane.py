@@ -22,13 +22,7 @@ from irisop_deploy.local.controlplane import (
     ControlPlane,
 )
 from irisop_deploy.local.pki import PKI, CertSpec
-from tests.fixtures.cluster import (  # noqa: F401  (fixtures are used by name)
-    KubeCluster,
-    kube_cluster,
-    missing_tool,
-    namespace,
-    wait_for,
-)
+from tests.fixtures.cluster import KubeCluster, missing_tool, wait_for
 
 
 def _deployment(name: str) -> dict:

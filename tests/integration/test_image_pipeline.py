@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import replace
@@ -19,8 +18,8 @@ from irisop_operator.images import ecr
 from irisop_operator.images.model import LABEL_MODEL_SHA, LABEL_RUNTIME, content_tag, ensure_model_image
 from irisop_operator.pipeline import ArtifactError, ImageError, ModelSource
 from irisop_operator.settings import Settings
-from tests.fixtures.aws import aws_env, bucket, dead_port, fake_artifact, moto_port, require_tool, s3, upload_dir  # noqa: F401
-from tests.fixtures.registry import ECR_ACCOUNT, fake_runtime, registry, runtime_image, token_registry  # noqa: F401
+from tests.fixtures.aws import fake_artifact, require_tool, upload_dir
+from tests.fixtures.registry import ECR_ACCOUNT
 
 pytestmark = pytest.mark.integration
 

@@ -15,14 +15,7 @@ import requests
 from irisop_deploy.local import images
 from irisop_deploy.local.node import BRIDGE, NODE_NAME, POD_CIDR, Node
 from tests.fixtures.aws import require_tool
-from tests.fixtures.cluster import (  # noqa: F401  (fixtures are used by name)
-    KubeCluster,
-    KubeNode,
-    kube_cluster,
-    kube_node,
-    namespace,
-    wait_for,
-)
+from tests.fixtures.cluster import KubeCluster, KubeNode, wait_for
 
 # -- no services needed -------------------------------------------------------
 

@@ -21,7 +21,7 @@ from irisop_deploy.aws.config import ClusterConfig
 from irisop_deploy.aws.gateway import Aws
 from irisop_deploy.aws.runner import DryRunRunner
 from irisop_deploy.local.process import cache_dir
-from tests.fixtures.cluster import kube_cluster, missing_tool  # noqa: F401 (fixture)
+from tests.fixtures.cluster import missing_tool
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,6 @@ import yaml
 from irisop_deploy.local.moto import aws_env
 from irisop_deploy.local.process import free_port
 from irisop_operator.cli import main
-from tests.fixtures.aws import moto_port  # noqa: F401  (the session moto_server)
 from tests.fixtures.serving import isolated_aws_env
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from irisop_model.artifact import CARD_FILE, PLOT_FILE, build_metadata, estimato
 from irisop_model.serialize import FormatError, check_format, dump_bytes, normalise_skops
 from irisop_model.training import TrainParams, train
 from irisop_serving.contract import CLASSES, FEATURES, MODEL_FILES, parse_metadata, sha256_file
-from tests.fixtures.serving import FIXED_TIME, trained  # noqa: F401  (fixture)
+from tests.fixtures.serving import FIXED_TIME
 
 
 @pytest.mark.parametrize("fmt", sorted(MODEL_FILES))

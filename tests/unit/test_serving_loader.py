@@ -11,14 +11,7 @@ from irisop_serving import loader
 from irisop_serving.errors import ModelLoadError
 from irisop_serving.loader import load_model
 from irisop_serving.predictor import build_predictor, check_set
-from tests.fixtures.serving import (  # noqa: F401  (fixtures)
-    artifact_dir,
-    copy_artifact,
-    edit_metadata,
-    skops_artifact_dir,
-    train_into,
-    trained,
-)
+from tests.fixtures.serving import copy_artifact, edit_metadata, train_into
 
 REFERENCE = np.array([[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [6.9, 3.1, 5.4, 2.1]])
 
