@@ -93,7 +93,7 @@ def write_identity(plane: ControlPlane, node_ip: str) -> None:
 
 
 def register(api: Any, plane: ControlPlane, node_ip: str, port: int) -> None:
-    """RBAC for its identity, the Service + EndpointSlice, and the APIService."""
+    """RBAC for its identity, the Service and its EndpointSlice (the APIService comes later)."""
     from kubernetes import client
 
     user = {"kind": "User", "name": IDENTITY.common_name, "apiGroup": "rbac.authorization.k8s.io"}
@@ -132,6 +132,34 @@ def register(api: Any, plane: ControlPlane, node_ip: str, port: int) -> None:
     _apply(lambda: discovery.create_namespaced_endpoint_slice(NAMESPACE, slice_body),
            lambda: discovery.replace_namespaced_endpoint_slice(NAME, NAMESPACE, slice_body))
 
+
+
+def register_apiservice(api: Any, plane: ControlPlane, timeout: float = 30.0) -> None:
+    """Register metrics.k8s.io once the Service routes to metrics-server.
+
+    The aggregator checks a new APIService at once. Before kube-proxy has
+    programmed the ClusterIP, this VM's egress proxy answers that check with
+    a 404, the APIService is marked unavailable, and the re-check can come
+    after the HPA test's 90 s (seen in a CI run). Waiting for the route first
+    makes the first check pass.
+    """
+    import time
+
+    import requests
+    from kubernetes import client
+
+    cluster_ip = client.CoreV1Api(api).read_namespaced_service(NAME, NAMESPACE).spec.cluster_ip
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            # metrics-server itself answers 401/403 to an anonymous request; the
+            # egress proxy's 404 (or a refused connection) means "not routed yet".
+            status = requests.get(f"https://{cluster_ip}:443/livez", verify=False, timeout=2).status_code
+            if status != 404:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
     ca = base64.b64encode(plane.pki.ca_cert.read_bytes()).decode()
     registration = client.ApiregistrationV1Api(api)
     apiservice = {

@@ -169,7 +169,8 @@ class Node:
         # RBAC first: metrics-server reads the request-header CA at startup.
         with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
             metrics.register(api, self.plane, node_ip, port)
-        start_current(metrics.process(self.plane, self.logs, node_ip, port, exe))
+            start_current(metrics.process(self.plane, self.logs, node_ip, port, exe))
+            metrics.register_apiservice(api, self.plane)
 
     def _metrics_process(self) -> ManagedProcess:
         # Only name and home matter for status/stop.
