@@ -24,7 +24,7 @@ import yaml
 from irisop_operator import names
 from tests.fixtures.aws import require_tool, upload_dir
 from tests.fixtures.cluster import wait_for
-from tests.fixtures.operator import Kube
+from tests.fixtures.operator import Kube, operator_process, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -61,29 +61,12 @@ def runtime_ref(open_registry: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def e2e_operator(crd, kube_cluster, kube_node, moto_port, open_registry, runtime_ref, tmp_path_factory):
-    from irisop_deploy.local.moto import aws_env as moto_env
-    from irisop_deploy.local.process import ManagedProcess, free_port, http_ok
-
+def e2e_operator(crd, kube_node, operator_env, open_registry, runtime_ref, tmp_path_factory):
     kube_node.trust_registry(open_registry)
-    port = free_port()
-    proc = ManagedProcess(
-        name="e2e-operator",
-        argv=["irisop", "operator", "run", "--liveness", f"http://127.0.0.1:{port}/healthz"],
-        home=tmp_path_factory.mktemp("e2e-operator"),
-        env={**moto_env(moto_port), "KUBECONFIG": str(kube_cluster.kubeconfig), "IRISOP_METRICS_PORT": "0",
-             "IRISOP_RUNTIME_IMAGE": runtime_ref, "IRISOP_DEFAULT_REPOSITORY": f"{open_registry}/iris-models",
-             "IRISOP_INSECURE_REGISTRIES": open_registry, "AWS_CONFIG_FILE": "/nonexistent",
-             "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-             "IRISOP_WORK_DIR": str(tmp_path_factory.mktemp("e2e-work"))},
-        ready=http_ok(f"http://127.0.0.1:{port}/healthz"),
-    )
-    proc.start()
-    try:
+    env = {**operator_env, "IRISOP_RUNTIME_IMAGE": runtime_ref,
+           "IRISOP_DEFAULT_REPOSITORY": f"{open_registry}/iris-models", "IRISOP_INSECURE_REGISTRIES": open_registry}
+    with running(operator_process("e2e-operator", env, tmp_path_factory.mktemp("e2e-operator"))) as proc:
         yield proc
-    finally:
-        proc.stop()
-        print(proc.log_tail(60))
 
 
 def train_and_upload(s3, tmp: Path, prefix: str, seed: int) -> tuple[str, str]:

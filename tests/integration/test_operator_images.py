@@ -14,6 +14,7 @@ import pytest
 
 from tests.fixtures.aws import fake_artifact, upload_dir
 from tests.fixtures.cluster import wait_for
+from tests.fixtures.operator import operator_process, running
 from tests.fixtures.registry import ECR_ACCOUNT
 
 pytestmark = pytest.mark.integration
@@ -22,26 +23,14 @@ BUCKET = "iris-operator-images"
 
 @pytest.fixture(scope="module")
 def image_operator(crd, operator_env, registry, fake_runtime, tmp_path_factory):
-    from irisop_deploy.local.process import ManagedProcess, free_port, http_ok
-
-    port = free_port()
-    proc = ManagedProcess(
-        name="image-operator",
-        argv=["irisop", "operator", "run", "--liveness", f"http://127.0.0.1:{port}/healthz"],
-        home=tmp_path_factory.mktemp("image-operator"),
-        env={**operator_env,
-             "IRISOP_RUNTIME_IMAGE": fake_runtime,
-             "IRISOP_DEFAULT_REPOSITORY": f"{registry.host}/iris-models",
-             "IRISOP_INSECURE_REGISTRIES": registry.host,
-             # No static registry password: the only way in is moto's ECR token.
-             "IRISOP_ECR_REGISTRY_MAP": f"{registry.host}={ECR_ACCOUNT}/us-east-1"},
-        ready=http_ok(f"http://127.0.0.1:{port}/healthz"),
-    )
-    proc.start()
-    try:
+    env = {**operator_env,
+           "IRISOP_RUNTIME_IMAGE": fake_runtime,
+           "IRISOP_DEFAULT_REPOSITORY": f"{registry.host}/iris-models",
+           "IRISOP_INSECURE_REGISTRIES": registry.host,
+           # No static registry password: the only way in is moto's ECR token.
+           "IRISOP_ECR_REGISTRY_MAP": f"{registry.host}={ECR_ACCOUNT}/us-east-1"}
+    with running(operator_process("image-operator", env, tmp_path_factory.mktemp("image-operator"))) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def _upload(s3, tmp_path, prefix: str, seed: bytes) -> tuple[str, str]:

@@ -9,21 +9,12 @@ import requests
 
 from tests.fixtures.aws import fake_artifact, upload_dir
 from tests.fixtures.cluster import wait_for
-from tests.fixtures.operator import kubectl
+from irisop_deploy.local.process import free_port
+from tests.fixtures.operator import kubectl, operator_process
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "registry.invalid/iris@sha256:" + "f" * 64
-
-
-def _operator(name: str, env: dict, home: Path):
-    from irisop_deploy.local.process import ManagedProcess, free_port, http_ok
-
-    health, metrics = free_port(), free_port()
-    proc = ManagedProcess(name=name, argv=["irisop", "operator", "run", "--liveness", f"http://127.0.0.1:{health}/healthz"],
-                          home=home, env={**env, "IRISOP_METRICS_PORT": str(metrics)},
-                          ready=http_ok(f"http://127.0.0.1:{health}/healthz"), timeout=60)
-    return proc, metrics
 
 
 def test_two_replicas_with_peering_handle_each_object_once(crd, kube_cluster, operator_env, namespace, s3, tmp_path):
@@ -38,8 +29,9 @@ def test_two_replicas_with_peering_handle_each_object_once(crd, kube_cluster, op
     assert out.returncode == 0, out.stderr
 
     env = {**operator_env, "IRISOP_PEERING": peering}
-    first, metrics_port = _operator("op-a", env, tmp_path)
-    second, _ = _operator("op-b", env, tmp_path)
+    metrics_port = free_port()
+    first = operator_process("op-a", env, tmp_path, metrics_port=metrics_port)
+    second = operator_process("op-b", env, tmp_path)
     first.start()
     second.start()
     try:
