@@ -14,8 +14,8 @@ from typing import Any
 import kopf
 
 from . import kube, metrics, names
-from .pipeline import PipelineError
 from .debounce import Debouncer
+from .pipeline import PipelineError
 from .reconcile import Reconciler
 from .settings import get_settings
 from .spec import SpecError
@@ -30,6 +30,10 @@ CHILD_RESOURCES = {
 }
 # Retry delays: transient failures back off from 5 s to 5 min.
 TRANSIENT_DELAYS = (5, 10, 20, 40, 80, 160, 300)
+
+
+def _backoff(retry: int) -> int:
+    return TRANSIENT_DELAYS[min(retry, len(TRANSIENT_DELAYS) - 1)]
 
 # kopf indexes keep the latest body of every IrisModel and child in memory,
 # so a no-op resync reads nothing from the API server.
@@ -168,13 +172,12 @@ def _run(trigger: str, fn, body: dict[str, Any], retry: int) -> None:
             # Permanent, not a long TemporaryError: kopf keeps a pending retry
             # delay even when the spec changes, so the user's fix would wait.
             raise kopf.PermanentError(f"{exc.reason}: {exc.message}") from exc
-        delay = TRANSIENT_DELAYS[min(retry, len(TRANSIENT_DELAYS) - 1)]
-        raise kopf.TemporaryError(f"{exc.reason}: {exc.message}", delay=delay) from exc
+        raise kopf.TemporaryError(f"{exc.reason}: {exc.message}", delay=_backoff(retry)) from exc
     except kube.KubeError as exc:
         result = "api_error"
         if not exc.transient:
             raise kopf.PermanentError(str(exc)) from exc
-        raise kopf.TemporaryError(str(exc), delay=TRANSIENT_DELAYS[min(retry, len(TRANSIENT_DELAYS) - 1)]) from exc
+        raise kopf.TemporaryError(str(exc), delay=_backoff(retry)) from exc
     finally:
         metrics.RECONCILES.labels(trigger=trigger, result=result).inc()
         metrics.RECONCILE_SECONDS.labels(trigger=trigger).observe(time.perf_counter() - started)
