@@ -18,9 +18,9 @@ def run(args: argparse.Namespace) -> int:
 
     from .stack import Stack, StackError
 
-    extra_ca = args.extra_ca
-    if extra_ca is None and Path("/etc/ssl/certs/ca-certificates.crt").is_file():
-        extra_ca = Path("/etc/ssl/certs/ca-certificates.crt")
+    from irisop_operator.images.runtime import host_ca_bundle
+
+    extra_ca = args.extra_ca or host_ca_bundle()
     try:
         result = Stack(extra_ca=extra_ca).up(timeout=args.timeout)
     except StackError as exc:

@@ -148,6 +148,23 @@ def prune_runtime_images(keep: int, env: dict[str, str], repo: str = RUNTIME_REP
     return removed
 
 
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def host_ca_bundle() -> Path | None:
+    """The host's CA bundle, the default extra CA for builds behind a TLS-intercepting proxy."""
+    return HOST_CA_BUNDLE if HOST_CA_BUNDLE.is_file() else None
+
+
+def publish_runtime_image(repo_root: Path, repository: str, *, extra_ca: Path | None = None, username: str = "",
+                          password: str = "", tls_verify: bool = True) -> str:
+    """Build the runtime image unless it exists, push it as ``repository:r-<key>``; return ``repository@digest``."""
+    built = ensure_runtime_image(repo_root, extra_ca=extra_ca)
+    digest = push_local_image(built.ref, f"{repository}:r-{built.key}", username=username, password=password,
+                              tls_verify=tls_verify)
+    return f"{repository}@{digest}"
+
+
 def push_local_image(ref: str, destination: str, *, username: str = "", password: str = "",
                      tls_verify: bool = True) -> str:
     """Copy a local image to ``registry/repo:tag`` with skopeo; return its manifest digest."""

@@ -25,6 +25,7 @@ from irisop_operator import names
 from tests.fixtures.aws import require_tool, upload_dir
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.operator import Kube, operator_process, running
+from tests.fixtures.registry import publish_runtime
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -50,14 +51,7 @@ def open_registry(tmp_path_factory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def runtime_ref(open_registry: str) -> str:
-    for tool in ("podman", "buildah", "skopeo", "debootstrap", "bentoml"):
-        require_tool(tool)
-    from irisop_operator.images.runtime import ensure_runtime_image, push_local_image
-
-    ca = Path("/etc/ssl/certs/ca-certificates.crt")
-    built = ensure_runtime_image(REPO, extra_ca=ca if ca.exists() else None)
-    digest = push_local_image(built.ref, f"{open_registry}/irisop/runtime:{built.ref.rsplit(':', 1)[1]}", tls_verify=False)
-    return f"{open_registry}/irisop/runtime@{digest}"
+    return publish_runtime(f"{open_registry}/irisop/runtime")
 
 
 @pytest.fixture(scope="module")
