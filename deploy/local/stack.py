@@ -115,7 +115,7 @@ class Stack:
         progress.step("Kubernetes binaries (built once from the Go module proxy, cached)", self._binaries)
         self.kubeconfig = progress.step("control plane: etcd, kube-apiserver, controller-manager, scheduler",
                                         self.plane.up)
-        progress.step("node: containerd, kubelet, kube-proxy, metrics-server", lambda: _started(self.node.up()))
+        progress.step("node: containerd, kubelet, kube-proxy, metrics-server", self._node)
         progress.step(f"local OCI registry on {REGISTRY}", lambda: _started(self.registry().start()))
         progress.step("S3/ECR stand-in (moto_server)", lambda: _started(self.moto().start()))
         runtime = progress.step("BentoML runtime image (built once per serving version)", self._runtime_image)
@@ -126,6 +126,12 @@ class Stack:
         result = progress.step("apply deploy/examples/irismodel.yaml and wait until Ready",
                                lambda: self._apply_and_wait(timeout))
         return {"kubeconfig": str(self.kubeconfig), "model": model, **result}
+
+    def _node(self) -> str:
+        # Node.up returns the kubeconfig, not whether it started anything: ask first.
+        was_running = self.node.running()
+        self.node.up()
+        return "running" if was_running else "started"
 
     def _binaries(self) -> str:
         from . import binaries
