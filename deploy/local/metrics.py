@@ -144,8 +144,10 @@ def register_apiservice(api: Any, plane: ControlPlane, timeout: float = 30.0) ->
     makes the first check pass.
     """
     import time
+    import warnings
 
     import requests
+    import urllib3
     from kubernetes import client
 
     cluster_ip = client.CoreV1Api(api).read_namespaced_service(NAME, NAMESPACE).spec.cluster_ip
@@ -154,7 +156,11 @@ def register_apiservice(api: Any, plane: ControlPlane, timeout: float = 30.0) ->
         try:
             # metrics-server itself answers 401/403 to an anonymous request; the
             # egress proxy's 404 (or a refused connection) means "not routed yet".
-            status = requests.get(f"https://{cluster_ip}:443/livez", verify=False, timeout=2).status_code
+            # Only reachability is asked, nothing is trusted (its certificate
+            # names the node IP, not the ClusterIP), so no verification and no warning.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                status = requests.get(f"https://{cluster_ip}:443/livez", verify=False, timeout=2).status_code
             if status != 404:
                 break
         except requests.RequestException:
