@@ -95,8 +95,8 @@ def test_deployment_controller_creates_replicaset(kube_cluster: KubeCluster, nam
     assert rs[0].metadata.owner_references[0].kind == "Deployment"
     # The ReplicaSet controller acts too: it creates the (unschedulable) pods.
     core = client.CoreV1Api(api)
-    pods = wait_for(lambda: core.list_namespaced_pod(namespace).items, timeout=30, what="pods")
-    assert len(pods) == 2
+    # It creates them one request at a time: wait for both rather than the first.
+    wait_for(lambda: len(core.list_namespaced_pod(namespace).items) == 2, timeout=30, what="both pods")
 
 
 @pytest.mark.integration
