@@ -1,4 +1,6 @@
-"""The Debian bookworm Python base image, built without Docker Hub.
+"""Debian bookworm images built without Docker Hub: the Python base image
+every runtime image starts from, and the buildah builder image that in-cluster
+runtime builds run in (see irisop_operator.images.buildjob).
 
 Why debootstrap: this project must build on machines with no Docker engine and
 no access to Docker Hub, only to a Debian mirror. ``debootstrap`` gives a
@@ -19,15 +21,46 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .process import cache_dir
 
-BASE_IMAGE = "localhost/irisop/python-base:bookworm"
 SUITE = "bookworm"
 MIRROR = os.environ.get("IRISOP_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-# python3-venv/pip: the BentoML template creates a venv and installs uv with pip.
-PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates")
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class DebianImage:
+    """A one-layer image made from a debootstrapped rootfs (tarball cached)."""
+
+    ref: str
+    tarball_name: str
+    packages: tuple[str, ...]
+    changes: tuple[str, ...]  # podman import --change lines
+
+    def tarball(self) -> Path:
+        return cache_dir() / "images" / self.tarball_name
+
+
+# python3-venv/pip: the runtime Containerfile creates a venv and pip-installs into it.
+PYTHON_BASE = DebianImage(
+    "localhost/irisop/python-base:bookworm", f"python-base-{SUITE}.tar",
+    ("python3", "python3-venv", "python3-pip", "ca-certificates"),
+    (f"ENV PATH={_PATH}", "ENV LANG=C.UTF-8", 'CMD ["/usr/bin/python3"]'))
+# Debian's buildah (1.28) for in-cluster runtime builds: a maintained builder
+# we can produce from a Debian mirror alone. vfs storage and chroot isolation
+# are set through the environment so the Job needs no storage.conf, and
+# HOME/TMPDIR point at the one writable volume (the root fs is read-only).
+BUILDER = DebianImage(
+    "localhost/irisop/buildah:bookworm", f"buildah-{SUITE}.tar",
+    # containernetworking-plugins: buildah depends on the virtual package
+    # container-network-stack, which debootstrap cannot resolve by itself.
+    ("buildah", "containernetworking-plugins", "ca-certificates"),
+    (f"ENV PATH={_PATH}", "ENV LANG=C.UTF-8", "ENV STORAGE_DRIVER=vfs", "ENV BUILDAH_ISOLATION=chroot",
+     "ENV HOME=/work", "ENV TMPDIR=/work/tmp", 'CMD ["buildah", "--version"]'))
+BASE_IMAGE = PYTHON_BASE.ref
 
 _CONTAINERS_CONF = """\
 # Written by irisop_deploy.local.baseimage.
@@ -91,21 +124,20 @@ def image_exists(ref: str) -> bool:
 
 
 def rootfs_tarball() -> Path:
-    return cache_dir() / "images" / f"python-base-{SUITE}.tar"
+    return PYTHON_BASE.tarball()
 
 
-def build_rootfs_tarball(tarball: Path) -> None:
-    """debootstrap a minimal bookworm with Python and tar it (needs root)."""
+def build_rootfs_tarball(tarball: Path, packages: tuple[str, ...] = PYTHON_BASE.packages) -> None:
+    """debootstrap a minimal bookworm with ``packages`` and tar it (needs root)."""
     for tool in ("debootstrap", "tar"):
         if shutil.which(tool) is None:
             raise ImageBuildError(f"{tool} not found: apt-get install debootstrap")
     tarball.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="irisop-rootfs-", dir=tarball.parent) as tmp:
         rootfs = Path(tmp) / "rootfs"
-        run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+        run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
              SUITE, str(rootfs), MIRROR])
-        # PEP 668 marker: the BentoML Dockerfile template pip-installs uv into the
-        # system Python; the image is single-purpose, so the marker only gets in the way.
+        # PEP 668 marker: the image is single-purpose, so the marker only gets in the way.
         for marker in rootfs.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
             marker.unlink()
         # Keep the image small and free of host-specific state.
@@ -123,21 +155,30 @@ def build_rootfs_tarball(tarball: Path) -> None:
         partial.rename(tarball)
 
 
-def ensure_base_image(ref: str = BASE_IMAGE, *, rebuild: bool = False) -> str:
-    """Make sure the base image exists in local podman storage; return its ref."""
-    if not rebuild and image_exists(ref):
-        return ref
-    tarball = rootfs_tarball()
+def ensure_debian_image(image: DebianImage, *, rebuild: bool = False) -> str:
+    """Make sure ``image`` exists in local podman storage; return its ref."""
+    if not rebuild and image_exists(image.ref):
+        return image.ref
+    tarball = image.tarball()
     if rebuild or not tarball.exists():
-        build_rootfs_tarball(tarball)
-    run([
-        "podman", "import",
-        "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "--change", "ENV LANG=C.UTF-8",
-        "--change", 'CMD ["/usr/bin/python3"]',
-        str(tarball), ref,
-    ])
-    return ref
+        build_rootfs_tarball(tarball, image.packages)
+    argv = ["podman", "import"]
+    for change in image.changes:
+        argv += ["--change", change]
+    run([*argv, str(tarball), image.ref])
+    return image.ref
+
+
+def ensure_base_image(ref: str = BASE_IMAGE, *, rebuild: bool = False) -> str:
+    """The Python base image (``ref`` renames it)."""
+    image = PYTHON_BASE if ref == PYTHON_BASE.ref else DebianImage(
+        ref, PYTHON_BASE.tarball_name, PYTHON_BASE.packages, PYTHON_BASE.changes)
+    return ensure_debian_image(image, rebuild=rebuild)
+
+
+def ensure_builder_image(*, rebuild: bool = False) -> str:
+    """The buildah builder image for in-cluster runtime builds."""
+    return ensure_debian_image(BUILDER, rebuild=rebuild)
 
 
 def main(argv: list[str] | None = None) -> int:

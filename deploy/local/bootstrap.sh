@@ -56,11 +56,11 @@ if [ ! -f "$py_stamp" ] || ! python3 -c 'import irisop_operator' 2>/dev/null; th
   touch "$py_stamp"
 fi
 
-log "Kubernetes binaries and metrics-server (cached)"
+log "Kubernetes binaries and metrics-server (built once from the Go module proxy, then cached)"
 "$here/build-kube.sh" kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy >/dev/null
 "$here/build-metrics-server.sh" >/dev/null
 if [ "$with_kops" = 1 ]; then
-  log "kops (cached)"
+  log "kops (built once, then cached)"
   bash "$repo/deploy/kops/build-kops.sh" >/dev/null
 fi
 log "ready"

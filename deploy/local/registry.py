@@ -36,7 +36,7 @@ def write_htpasswd(path: Path, users: Mapping[str, str]) -> Path:
 
 
 def registry_config(port: int, storage: Path, htpasswd: Path | None = None,
-                    token_auth: Mapping[str, str] | None = None) -> dict:
+                    token_auth: Mapping[str, str] | None = None, host: str = "127.0.0.1") -> dict:
     """distribution's config; ``token_auth`` = {realm, service, issuer, rootcertbundle} for Bearer tokens."""
     config: dict = {
         "version": 0.1,
@@ -46,7 +46,7 @@ def registry_config(port: int, storage: Path, htpasswd: Path | None = None,
             "delete": {"enabled": True},
         },
         "http": {
-            "addr": f"127.0.0.1:{port}",
+            "addr": f"{host}:{port}",
             # Signs upload-session state; random per start is enough for one process.
             "secret": secrets.token_hex(16),
         },
@@ -60,12 +60,12 @@ def registry_config(port: int, storage: Path, htpasswd: Path | None = None,
     return config
 
 
-def _answers(port: int) -> Callable[[], bool]:
+def _answers(port: int, host: str = "127.0.0.1") -> Callable[[], bool]:
     """Ready once /v2/ answers at all: 401 (auth on) counts as up."""
 
     def probe() -> bool:
         try:
-            return requests.get(f"http://127.0.0.1:{port}/v2/", timeout=1).status_code in (200, 401)
+            return requests.get(f"http://{host}:{port}/v2/", timeout=1).status_code in (200, 401)
         except requests.RequestException:
             return False
 
@@ -74,22 +74,24 @@ def _answers(port: int) -> Callable[[], bool]:
 
 def local_registry(port: int = DEFAULT_PORT, home: Path | None = None,
                    users: Mapping[str, str] | None = None,
-                   token_auth: Mapping[str, str] | None = None) -> ManagedProcess:
-    """A ManagedProcess for docker-registry on 127.0.0.1:port (storage under home).
+                   token_auth: Mapping[str, str] | None = None, host: str = "127.0.0.1") -> ManagedProcess:
+    """A ManagedProcess for docker-registry on host:port (storage under home).
 
     ``users`` turns on htpasswd (Basic) auth; ``token_auth`` delegates to a
-    token server (Bearer), as Docker Hub-style registries do.
+    token server (Bearer), as Docker Hub-style registries do. ``host`` is
+    loopback unless pods must reach the registry themselves (an in-cluster
+    build pushes from a pod, whose loopback is its own).
     """
     home = home or state_dir() / f"registry-{port}"
     home.mkdir(parents=True, exist_ok=True)
     htpasswd = write_htpasswd(home / "htpasswd", users) if users else None
     config = home / "config.yml"
-    config.write_text(yaml.safe_dump(registry_config(port, home / "storage", htpasswd, token_auth), sort_keys=False))
+    config.write_text(yaml.safe_dump(registry_config(port, home / "storage", htpasswd, token_auth, host), sort_keys=False))
     exe = shutil.which("docker-registry") or "/usr/bin/docker-registry"
     return ManagedProcess(
         name=f"registry-{port}",
         argv=[exe, "serve", str(config)],
         home=home,
-        ready=_answers(port),
+        ready=_answers(port, host),
         timeout=30,
     )

@@ -1,0 +1,105 @@
+"""`irisop images runtime --in-cluster`: the runtime image built by a real buildah
+Job on the real local node (containerd + runc), from this checkout's serving/
+code, pushed from the pod to a registry, then pulled back and checked.
+
+The registry listens on the node's address because the push comes from the
+pod, whose loopback is its own. The pip install inside the build reaches PyPI
+through the VM's TLS-intercepting proxy, so the host CA bundle rides along as
+the build's extra CA (the feature users behind such proxies need).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.fixtures.aws import require_tool
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def pod_registry(kube_node, tmp_path_factory) -> Iterator[str]:
+    """An open registry on the node address, trusted by the node's containerd."""
+    require_tool("docker-registry")
+    from irisop_deploy.local.node import host_ip
+    from irisop_deploy.local.process import free_port
+    from irisop_deploy.local.registry import local_registry
+
+    host = f"{host_ip()}:{free_port()}"
+    proc = local_registry(int(host.rsplit(":", 1)[1]), home=tmp_path_factory.mktemp("pod-registry"),
+                          host=host.rsplit(":", 1)[0])
+    proc.start()
+    kube_node.trust_registry(host)
+    try:
+        yield host
+    finally:
+        proc.stop()
+
+
+def _publish(local_ref: str, destination: str) -> str:
+    from irisop_operator.images.runtime import push_local_image
+
+    return f"{destination.rsplit(':', 1)[0]}@{push_local_image(local_ref, destination, tls_verify=False)}"
+
+
+def _podman(*args: str) -> subprocess.CompletedProcess:
+    from irisop_deploy.local.baseimage import container_env
+
+    return subprocess.run(["podman", *args], env=container_env(), capture_output=True, text=True, check=True)
+
+
+@pytest.fixture(scope="module")
+def build_namespace(kube_cluster) -> str:
+    """deploy/build/namespace.yaml as shipped: PodSecurity admission enforces baseline on the Job."""
+    from tests.fixtures.operator import kubectl
+
+    applied = kubectl(kube_cluster, "apply", "-f", str(REPO_ROOT / "deploy" / "build" / "namespace.yaml"))
+    assert applied.returncode == 0, applied.stderr
+    return "irisop-build"
+
+
+def test_runtime_image_built_by_a_job_in_the_cluster_runs_the_serving_stack(kube_cluster, build_namespace,
+                                                                            pod_registry) -> None:
+    require_tool("podman")
+    namespace = build_namespace
+    from irisop_deploy.local.baseimage import ensure_base_image, ensure_builder_image
+    from irisop_operator.images.incluster import build_runtime_in_cluster
+    from irisop_operator.images.runtime import host_ca_bundle
+    from irisop_operator.settings import Settings
+
+    builder = _publish(ensure_builder_image(), f"{pod_registry}/irisop/buildah:bookworm")
+    base = _publish(ensure_base_image(), f"{pod_registry}/irisop/python-base:bookworm")
+    settings = Settings(insecure_registries=(pod_registry,))
+    api = kube_cluster.api_client()
+    messages: list[str] = []
+
+    def build():
+        return build_runtime_in_cluster(api, REPO_ROOT, f"{pod_registry}/irisop/runtime", base_image=base,
+                                        builder_image=builder, namespace=namespace, settings=settings,
+                                        extra_ca=host_ca_bundle(), timeout=1500, progress=messages.append)
+
+    built = build()
+    assert built.built and built.image.startswith(f"{pod_registry}/irisop/runtime@sha256:")
+    assert messages and messages[0].startswith("started Job")
+
+    # What the Job pushed is the serving image: non-root, BentoML entrypoint,
+    # the locked stack installed in the venv, the Bento's code in place.
+    _podman("pull", "--quiet", "--tls-verify=false", built.image)
+    config = json.loads(_podman("image", "inspect", built.image).stdout)[0]["Config"]
+    assert config["User"] == "10001:10001"
+    assert config["Entrypoint"][:2] == ["/opt/venv/bin/bentoml", "serve"]
+    probe = _podman("run", "--rm", "--read-only", "--tmpfs", "/tmp", "--entrypoint", "/opt/venv/bin/python",
+                    built.image, "-c",
+                    "import bentoml, sklearn, pathlib; print(bentoml.__version__);"
+                    "print(sorted(p.name for p in pathlib.Path('/opt/bento/src/serving').iterdir()))")
+    assert "service.py" in probe.stdout
+
+    # Same serving code, same base: the registry already has it, no Job.
+    again = build()
+    assert not again.built and again.image == built.image and again.key == built.key
