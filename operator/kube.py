@@ -141,6 +141,37 @@ def get(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         raise
 
 
+def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
+    """Pods matching a label selector (read only when a rollout has stalled)."""
+    return (_call("GET", f"/api/v1/namespaces/{namespace}/pods", query=[("labelSelector", selector)]) or {}).get(
+        "items", [])
+
+
+def pod_log_tail(namespace: str, pod: str, container: str, lines: int = 200) -> str:
+    """The last lines of a container's log ('' when there is none yet)."""
+    api = api_client()
+    path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
+    try:
+        method, url, headers, body, _ = api.param_serialize(
+            "GET", path, query_params=[("container", container), ("tailLines", str(lines))],
+            # Not "text/plain": the log is plain text, but an error Status is
+            # negotiated against Accept too and would become a 406.
+            auth_settings=["BearerToken"], header_params={"Accept": "*/*"})
+        response = api.call_api(method, url, header_params=headers, _request_timeout=10)
+        data = response.read()
+    except ApiException as exc:
+        status, reason = exc.status, exc.reason
+    except OSError as exc:
+        raise KubeError(f"GET {path}: {exc}", None) from exc
+    else:
+        if 200 <= response.status < 300:
+            return data.decode("utf-8", "replace")
+        status, reason = response.status, _api_message(data)
+    if status in (400, 404):  # container not started yet, or the pod just went away
+        return ""
+    raise KubeError(f"GET {path}: {status} {reason}", status)
+
+
 def patch_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
     """Merge-patch IrisModel status; lists (conditions) are replaced whole."""
     metrics.API_WRITES.labels(verb="status", kind=names.KIND).inc()

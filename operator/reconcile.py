@@ -13,6 +13,7 @@ child event never touches S3 or a registry.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from . import conditions as c
-from . import kube, names
+from . import kube, names, podfacts
 from .builders import Owner, build_children
 from .drift import needs_apply
 from .pipeline import ImageResult, ModelSource, PipelineError, VerifiedArtifact
@@ -197,10 +198,13 @@ class Reconciler:
                        served: ServedVersion) -> None:
         owner = Owner.from_body(body)
         outcome = self.outcome(body)
+        rollout = c.observe_rollout(deployment, served.image)
+        if rollout.stalled:
+            rollout = self.explain_stall(owner, rollout, served)
         facts = c.StatusFacts(
             generation=int(body["metadata"].get("generation", 0)),
             selector=names.selector_string(owner.name),
-            rollout=c.observe_rollout(deployment, served.image),
+            rollout=rollout,
             url=names.service_url(owner.name, owner.namespace, spec.service_port, self.settings.cluster_domain),
             image=served.image,
             model=served.model,
@@ -208,6 +212,23 @@ class Reconciler:
             blocking=outcome.blocking,
         )
         self._write_status(body, facts)
+
+    def explain_stall(self, owner: Owner, rollout: c.Rollout, served: ServedVersion) -> c.Rollout:
+        """Prefix a stalled rollout's message with what its newest pods say."""
+        try:
+            pods = podfacts.new_revision_pods(
+                self.api.list_pods(owner.namespace, names.selector_string(owner.name)), served.sha256)
+            for pod in pods:
+                found = podfacts.clue(pod)
+                reason = found.reason
+                if found.read_log:
+                    reason = podfacts.reason_from_log(
+                        self.api.pod_log_tail(owner.namespace, found.pod, names.CONTAINER_NAME))
+                if reason:
+                    return dataclasses.replace(rollout, message=f"pod {found.pod}: {reason}; {rollout.message}")
+        except kube.KubeError as exc:  # the explanation is a courtesy: never fail the status for it
+            log.info("cannot read pods of %s/%s: %s", owner.namespace, owner.name, exc)
+        return rollout
 
     # ---- state --------------------------------------------------------
 

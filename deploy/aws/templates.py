@@ -32,7 +32,11 @@ def nodes_policy(cfg: ClusterConfig, account: str) -> dict:
 
 
 def ecr_lifecycle(cfg: ClusterConfig) -> dict:
-    return json.loads(_render("ecr-lifecycle.json.tmpl", keep_images=cfg.keep_images))
+    """The operator's own policy document: the operator re-asserts it on every
+    push, so any other document here would be overwritten back and forth."""
+    from irisop_operator.images.ecr import lifecycle_policy
+
+    return json.loads(lifecycle_policy(cfg.keep_images))
 
 
 def admin_user_data(cfg: ClusterConfig) -> str:

@@ -48,11 +48,13 @@ for svc in etcd docker-registry containerd; do
   systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
 done
 
-# The Python project (editable) with the test extra. Re-run only when setup.cfg changes.
-py_stamp="$stamp_dir/pip-$(sha256sum "$repo/setup.cfg" | cut -c1-16)"
+# The Python project (editable) with the test extra, at the versions the tests
+# last passed with (constraints.txt; setup.cfg keeps the ranges users get).
+# Re-run only when either file changes.
+py_stamp="$stamp_dir/pip-$(cat "$repo/setup.cfg" "$repo/constraints.txt" | sha256sum | cut -c1-16)"
 if [ ! -f "$py_stamp" ] || ! python3 -c 'import irisop_operator' 2>/dev/null; then
-  log "pip install -e '.[test]'"
-  python3 -m pip install -q --disable-pip-version-check -e "$repo[test]"
+  log "pip install -e '.[test]' -c constraints.txt"
+  python3 -m pip install -q --disable-pip-version-check -c "$repo/constraints.txt" -e "$repo[test]"
   touch "$py_stamp"
 fi
 

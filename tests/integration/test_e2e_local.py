@@ -143,7 +143,9 @@ def test_user_journey_on_a_real_node(crd, e2e_operator, namespace, s3, tmp_path)
     uri4 = upload_dir(s3, bad_dir, BUCKET, f"{namespace}/v4")
     crd.patch_model(namespace, name, {"spec": {"model": {"uri": uri4}}})
     wait_for(lambda: serving_sha(crd, namespace, name) == sha_bad, timeout=60, what="the unloadable model to be built")
-    crd.wait_condition(namespace, name, "Degraded", "True", reason="RolloutStalled", timeout=120)
+    stalled = crd.wait_condition(namespace, name, "Degraded", "True", reason="RolloutStalled", timeout=120)
+    # ... with the serving container's own reason, not just "no progress".
+    assert "model not ready: cannot load model.joblib" in stalled["message"], stalled["message"]
     assert predict(url)["model_sha256"] == sha2, "old pods keep serving"
 
     # 5. Delete: every child and pod goes.

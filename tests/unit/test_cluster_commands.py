@@ -90,9 +90,17 @@ def test_user_data_is_fully_rendered():
     assert "KOPS_STATE_STORE=s3://irisop-state-irisop-k8s-local" in script
 
 
-def test_lifecycle_policy_keeps_the_configured_count():
-    rules = templates.ecr_lifecycle(ClusterConfig(keep_images=7))["rules"]
-    assert rules[1]["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 7}
+def test_lifecycle_policy_is_the_operators_own_document_with_the_configured_count():
+    import json
+
+    from irisop_operator.images.ecr import MODEL_TAG_PREFIX, lifecycle_policy
+
+    policy = templates.ecr_lifecycle(ClusterConfig(keep_images=7))
+    assert policy == json.loads(lifecycle_policy(7))  # one writer's document: no flip-flopping
+    counted = [r for r in policy["rules"] if r["selection"]["countType"] == "imageCountMoreThan"]
+    # Only model images age out by count: runtime (r-*) and operator images are never expired by it.
+    assert counted and all(r["selection"]["tagPrefixList"] == [MODEL_TAG_PREFIX] for r in counted)
+    assert counted[0]["selection"]["countNumber"] == 7
 
 
 def test_dry_run_touches_no_aws_and_prints_every_write(tmp_path):

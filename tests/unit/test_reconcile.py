@@ -161,3 +161,41 @@ def test_a_recreated_object_does_not_inherit_remembered_status(world):
     again["metadata"]["uid"] = "u2"
     rec.reconcile(again)
     assert {"image", "model", "url", "observedGeneration", "conditions"} <= set(api.status)
+
+
+def _stall(api, pods, log=""):
+    dep = api.objects[("Deployment", "ml", "iris")]
+    dep["status"] = {"observedGeneration": 1, "replicas": 2, "readyReplicas": 1, "updatedReplicas": 1,
+                     "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                                     "message": 'ReplicaSet "iris-abc" has timed out progressing.'}]}
+    api.list_pods = lambda namespace, selector: pods
+    api.pod_log_tail = lambda namespace, pod, container: log
+
+
+def test_stalled_rollout_reports_the_serving_containers_own_reason(world):
+    rec, api, _ = world
+    rec.reconcile(body())
+    unready = {"metadata": {"name": "iris-new", "annotations": {"ml.irisop.dev/model-sha256": SHA1}},
+               "status": {"containerStatuses": [{"name": "predictor", "ready": False, "state": {"running": {}}}]}}
+    _stall(api, [unready], log="ERROR model not ready: cannot load model.joblib: UnpicklingError: invalid load key")
+    rec.resync_children(body())
+    degraded = c.condition(api.status, c.DEGRADED)
+    assert degraded["status"] == "True" and degraded["reason"] == c.ROLLOUT_STALLED
+    assert degraded["message"].startswith("pod iris-new: model not ready: cannot load model.joblib")
+    assert "timed out progressing" in degraded["message"]
+
+
+def test_stall_explanation_failing_never_blocks_the_status(world):
+    from irisop_operator.kube import KubeError
+
+    rec, api, _ = world
+    rec.reconcile(body())
+    _stall(api, [])
+
+    def forbidden(namespace, selector):
+        raise KubeError("GET pods: 403 Forbidden", 403)
+
+    api.list_pods = forbidden
+    rec.resync_children(body())
+    degraded = c.condition(api.status, c.DEGRADED)
+    assert degraded["reason"] == c.ROLLOUT_STALLED and degraded["message"].startswith("rollout made no progress")
