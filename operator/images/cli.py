@@ -36,7 +36,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     rt.add_argument("--builder-image", default=os.environ.get("IRISOP_BUILDER_IMAGE") or None,
                     help="--in-cluster: the buildah image (`irisop images builder --push`); env IRISOP_BUILDER_IMAGE")
     rt.add_argument("--namespace", default="irisop-build",
-                    help="--in-cluster: where the Job runs (deploy/build/namespace.yaml)")
+                    help="--in-cluster: where the Job runs (deploy/runtime-build/namespace.yaml)")
     rt.add_argument("--kubeconfig", default=None, help="--in-cluster: kubeconfig (default: $KUBECONFIG, ~/.kube)")
     rt.add_argument("--timeout", type=float, default=1800, help="--in-cluster: seconds to wait for the Job")
 

@@ -91,7 +91,7 @@ def _submit(api: Any, job: dict, context: bytes, auth_file: bytes, extra_ca: byt
         live = batch.create_namespaced_job(ns, job)
     except ApiException as exc:
         if exc.status == 404:
-            raise RuntimeBuildError(f"namespace {ns} not found: kubectl apply -f deploy/build/namespace.yaml "
+            raise RuntimeBuildError(f"namespace {ns} not found: kubectl apply -f deploy/runtime-build/namespace.yaml "
                                     f"(or pass --namespace)") from exc
         if exc.status != 409:
             raise

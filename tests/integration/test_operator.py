@@ -39,7 +39,9 @@ def selector(name: str) -> str:
     return names.selector_string(name)
 
 
-def test_apply_creates_children_and_ready_follows_the_pods(crd, running_operator, namespace, artifact_uri):
+def test_apply_creates_children_and_ready_follows_the_pods(only_fake_node, running_operator, namespace,
+                                                           artifact_uri):
+    crd = only_fake_node
     uri, sha = artifact_uri
     crd.create_model(namespace, "iris", model_spec(uri))
     crd.wait_condition(namespace, "iris", "ArtifactReady", "True")

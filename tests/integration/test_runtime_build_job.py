@@ -56,10 +56,10 @@ def _podman(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def build_namespace(kube_cluster) -> str:
-    """deploy/build/namespace.yaml as shipped: PodSecurity admission enforces baseline on the Job."""
+    """deploy/runtime-build/namespace.yaml as shipped: PodSecurity admission enforces baseline on the Job."""
     from tests.fixtures.operator import kubectl
 
-    applied = kubectl(kube_cluster, "apply", "-f", str(REPO_ROOT / "deploy" / "build" / "namespace.yaml"))
+    applied = kubectl(kube_cluster, "apply", "-f", str(REPO_ROOT / "deploy" / "runtime-build" / "namespace.yaml"))
     assert applied.returncode == 0, applied.stderr
     return "irisop-build"
 

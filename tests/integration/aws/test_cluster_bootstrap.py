@@ -84,7 +84,7 @@ def test_create_builds_every_aws_resource_as_specified(moto, kops_recorder):
         assert described["imageScanningConfiguration"]["scanOnPush"] is True
         lifecycle = json.loads(c["ecr"].get_lifecycle_policy(repositoryName=repo)["lifecyclePolicyText"])
         assert lifecycle == templates.ecr_lifecycle(cfg)
-        assert lifecycle["rules"][1]["selection"]["countNumber"] == cfg.keep_images
+        assert lifecycle["rules"][0]["selection"]["countNumber"] == cfg.keep_images  # model images kept
 
     policies = _our_policies(c["iam"])
     assert set(policies) == {cfg.operator_policy_name, cfg.nodes_policy_name}
