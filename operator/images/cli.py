@@ -85,11 +85,20 @@ def _runtime_in_cluster(args: argparse.Namespace) -> None:
                                          ("--builder-image", args.builder_image)) if not value]
     if missing:
         raise CommandError(f"--in-cluster needs {', '.join(missing)}")
-    api = config.new_client_from_config(config_file=args.kubeconfig)
-    built = build_runtime_in_cluster(api, args.repo_root, args.push, base_image=args.base_image,
-                                     builder_image=args.builder_image, namespace=args.namespace,
-                                     settings=get_settings(), extra_ca=args.extra_ca, timeout=args.timeout,
-                                     progress=print)
+    from kubernetes.client.rest import ApiException
+    from kubernetes.config import ConfigException
+
+    try:
+        api = config.new_client_from_config(config_file=args.kubeconfig)
+        built = build_runtime_in_cluster(api, args.repo_root, args.push, base_image=args.base_image,
+                                         builder_image=args.builder_image, namespace=args.namespace,
+                                         settings=get_settings(), extra_ca=args.extra_ca, timeout=args.timeout,
+                                         progress=print)
+    except ConfigException as exc:
+        raise CommandError(f"no usable kubeconfig: {exc}") from exc
+    except ApiException as exc:
+        raise CommandError(f"Kubernetes API: {exc.status} {exc.reason} (needs create on jobs, configmaps and "
+                           f"secrets in {args.namespace})") from exc
     print(f"runtime r-{built.key} {'built in the cluster' if built.built else 'already in the registry'} "
           f"in {built.seconds:.1f}s")
     print(f"IRISOP_RUNTIME_IMAGE={built.image}")

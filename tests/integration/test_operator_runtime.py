@@ -35,6 +35,11 @@ def test_two_replicas_with_peering_handle_each_object_once(crd, kube_cluster, op
     first.start()
     second.start()
     try:
+        # kopf peering settles after start-up: until each replica has seen the
+        # other's record, both may act (harmless, every write is an idempotent
+        # apply). The claim under test is about the settled state.
+        wait_for(lambda: any("Pausing operations in favour of" in p.log_tail(500) for p in (first, second)),
+                 timeout=60, what="the lower-priority replica to pause")
         try:
             s3.create_bucket(Bucket="peering")
         except s3.exceptions.BucketAlreadyOwnedByYou:
