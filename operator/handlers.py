@@ -64,6 +64,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # replica draws its own: the highest serves, the others stand by and
         # take over when its peering record expires.
         settings.peering.priority = random.SystemRandom().randint(1, 1_000_000)
+        # Logged so "which replica leads?" has an answer: the highest priority does.
+        log.info("peering %s with priority %d", ours.peering, settings.peering.priority)
     metrics.serve(ours.metrics_port)
 
 

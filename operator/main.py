@@ -25,8 +25,10 @@ def run(args: argparse.Namespace) -> int:
     from . import kube
     from .settings import get_settings
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kopf's formatter with the object prefix: every handler line says which
+    # object it is about ("[ns/name] Handler 'reconcile_model' succeeded.").
+    kopf.configure(verbose=args.verbose, log_format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                   log_prefix=True)
     settings = get_settings()
     kube.load_config()
     namespaces = args.namespace or list(settings.watch_namespaces)

@@ -52,7 +52,13 @@ done
 # last passed with (constraints.txt; setup.cfg keeps the ranges users get).
 # Re-run only when either file changes.
 py_stamp="$stamp_dir/pip-$(cat "$repo/setup.cfg" "$repo/constraints.txt" | sha256sum | cut -c1-16)"
-if [ ! -f "$py_stamp" ] || ! python3 -c 'import irisop_operator' 2>/dev/null; then
+# Also re-run when the installed package belongs to another checkout (an
+# editable install points at one directory; a second clone must take it over).
+installed_here() {
+  python3 -c 'import os, sys, irisop_operator.cli as c; sys.exit(os.path.dirname(os.path.realpath(c.__file__)) != sys.argv[1])' \
+    "$(realpath "$repo/operator")" 2>/dev/null
+}
+if [ ! -f "$py_stamp" ] || ! installed_here; then
   log "pip install -e '.[test]' -c constraints.txt"
   python3 -m pip install -q --disable-pip-version-check -c "$repo/constraints.txt" -e "$repo[test]"
   touch "$py_stamp"

@@ -2,6 +2,7 @@
 (kopf peering) with two replicas, liveness, and Prometheus metrics."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -36,10 +37,10 @@ def test_two_replicas_with_peering_handle_each_object_once(crd, kube_cluster, op
     second.start()
     try:
         # kopf peering settles after start-up: until each replica has seen the
-        # other's record, both may act (harmless, every write is an idempotent
-        # apply). The claim under test is about the settled state.
-        wait_for(lambda: any("Pausing operations in favour of" in p.log_tail(500) for p in (first, second)),
-                 timeout=60, what="the lower-priority replica to pause")
+        # other's record, both may act (harmless: every write is an idempotent
+        # apply). The claim under test is about the settled state, where the
+        # replica with the highest priority is the only active one.
+        wait_for(lambda: _settled_leader(first, second), timeout=60, what="peering to settle on one leader")
         try:
             s3.create_bucket(Bucket="peering")
         except s3.exceptions.BucketAlreadyOwnedByYou:
@@ -48,8 +49,9 @@ def test_two_replicas_with_peering_handle_each_object_once(crd, kube_cluster, op
         uri = upload_dir(s3, tmp_path / "a", "peering", namespace)
         crd.create_model(namespace, "iris", {"model": {"uri": uri}, "image": IMAGE})
         crd.wait_condition(namespace, "iris", "ArtifactReady", "True", timeout=60)
-        handled = [p.name for p in (first, second) if "Handler 'reconcile_model' succeeded" in p.log_tail(500)]
-        assert len(handled) == 1, f"exactly one replica must handle the object, got {handled}"
+        mine = f"[{namespace}/iris] Handler 'reconcile_model' succeeded"
+        handled = [p.name for p in (first, second) if mine in p.log_tail(10**6)]
+        assert handled == [_settled_leader(first, second)], f"exactly the leader must handle the object: {handled}"
 
         # liveness and metrics of a running replica
         metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
@@ -59,3 +61,18 @@ def test_two_replicas_with_peering_handle_each_object_once(crd, kube_cluster, op
         first.stop()
         second.stop()
         kubectl(kube_cluster, "delete", "clusterkopfpeering", peering, "--ignore-not-found")
+
+
+def _settled_leader(*replicas) -> str | None:
+    """The replica that is active and outranks every other, which are all paused; else None."""
+    state = {}
+    for proc in replicas:
+        log = proc.log_tail(10**6)
+        found = re.search(r"peering \S+ with priority (\d+)", log)
+        if found is None:
+            return None  # not started far enough to have a priority
+        last = max(log.rfind("Resuming operations"), log.rfind("Pausing operations"))
+        state[proc.name] = (int(found[1]), last != -1 and log.startswith("Resuming", last))
+    leader = max(state, key=lambda name: state[name][0])
+    active = [name for name, (_, on) in state.items() if on]
+    return leader if active == [leader] else None
