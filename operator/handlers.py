@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from typing import Any
 
@@ -95,14 +96,25 @@ _reconciler: Reconciler | None = None
 _settle: Debouncer | None = None
 
 
+_reconciler_lock = threading.Lock()
+
+
 def reconciler() -> Reconciler:
+    """The one Reconciler (and its settle queue) of this process.
+
+    Locked: kopf calls handlers from many threads at once, and two racing
+    first calls used to build two Reconcilers. Objects reconciled by the
+    discarded one then had no remembered version, so their status was never
+    published (seen at operator start-up with 20+ IrisModels created at once).
+    """
     global _reconciler, _settle
-    if _reconciler is None:
-        settings = get_settings()
-        _settle = Debouncer(settings.settle_seconds, _resync_latest, name="irisop-settle")
-        _reconciler = Reconciler(settings, live=_lookup, emit=kube.post_event, api=_RecordingKube(),
-                                 defer=lambda key, body: _settle.submit(key, key))
-    return _reconciler
+    with _reconciler_lock:
+        if _reconciler is None:
+            settings = get_settings()
+            _settle = Debouncer(settings.settle_seconds, _resync_latest, name="irisop-settle")
+            _reconciler = Reconciler(settings, live=_lookup, emit=kube.post_event, api=_RecordingKube(),
+                                     defer=lambda key, body: _settle.submit(key, key))
+        return _reconciler
 
 
 def _resync_latest(key: tuple[str, str]) -> None:
