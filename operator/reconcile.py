@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import threading
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -102,7 +101,7 @@ class Reconciler:
         self.defer = defer or (lambda key, body: self.resync_children(body))
         # One reconcile per IrisModel at a time: child events and spec changes
         # arrive on different threads and must not publish stale status.
-        self._locks: dict[Key, threading.Lock] = defaultdict(threading.Lock)
+        self._locks: dict[Key, threading.Lock] = {}
         # In-memory truth, fresher than the watch cache right after a write.
         self._published: dict[Key, dict[str, Any]] = {}  # the status we last wrote
         self._served: dict[Key, ServedVersion] = {}
@@ -113,7 +112,7 @@ class Reconciler:
     def reconcile(self, body: Mapping[str, Any]) -> None:
         """Full reconcile after a change of the IrisModel (or operator start)."""
         owner = Owner.from_body(body)
-        with self._locks[_key(body)]:
+        with self._lock_for(body):
             spec = self.validate(body)
             served = self.ensure_served_version(body, spec)
             self.apply_children(owner, spec, served)
@@ -122,7 +121,7 @@ class Reconciler:
     def resync_children(self, body: Mapping[str, Any]) -> None:
         """A child changed (or a change was just applied): restore drift and refresh status."""
         owner = Owner.from_body(body)
-        with self._locks[_key(body)]:
+        with self._lock_for(body):
             try:
                 spec = parse_spec(body.get("spec") or {})
             except SpecError:
@@ -136,8 +135,14 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is remembered about every incarnation of namespace/name."""
         for store in (self._published, self._served, self._outcome, self._locks):
-            for key in [k for k in store if k[:2] == (namespace, name)]:
+            # list(): a snapshot, as other threads add keys meanwhile.
+            for key in [k for k in list(store) if k[:2] == (namespace, name)]:
                 store.pop(key, None)
+
+    def _lock_for(self, body: Mapping[str, Any]) -> threading.Lock:
+        # setdefault is one atomic step: a defaultdict's __missing__ is not, and
+        # two threads racing on a new key could each get their own lock.
+        return self._locks.setdefault(_key(body), threading.Lock())
 
     # ---- steps --------------------------------------------------------
 
