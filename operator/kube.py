@@ -81,12 +81,15 @@ def _path(kind: str, namespace: str, name: str | None = None, sub: str | None = 
 
 
 def _call(method: str, path: str, *, body: Any = None, content_type: str = "application/json",
-          query: list[tuple[str, str]] | None = None) -> Any:
+          query: list[tuple[str, str]] | None = None, text: bool = False) -> Any:
+    """One API request; the decoded JSON (or, with ``text``, the body as a string)."""
     api = api_client()
     try:
         method, url, headers, body, _ = api.param_serialize(
             method, path, query_params=query or [], body=body, auth_settings=["BearerToken"],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
+            # Not "text/plain" for text: an error Status is negotiated against
+            # Accept too, and the API server answers 406 to text/plain.
+            header_params={"Content-Type": content_type, "Accept": "*/*" if text else "application/json"},
         )
         response = api.call_api(method, url, header_params=headers, body=body, _request_timeout=30)
         data = response.read()
@@ -96,6 +99,8 @@ def _call(method: str, path: str, *, body: Any = None, content_type: str = "appl
         raise KubeError(f"{method} {path}: {exc}", None) from exc
     if not 200 <= response.status < 300:
         raise KubeError(f"{method} {path}: {response.status} {response.reason}: {_api_message(data)}", response.status)
+    if text:
+        return data.decode("utf-8", "replace")
     return json.loads(data) if data else None
 
 
@@ -149,27 +154,13 @@ def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
 
 def pod_log_tail(namespace: str, pod: str, container: str, lines: int = 200) -> str:
     """The last lines of a container's log ('' when there is none yet)."""
-    api = api_client()
-    path = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
     try:
-        method, url, headers, body, _ = api.param_serialize(
-            "GET", path, query_params=[("container", container), ("tailLines", str(lines))],
-            # Not "text/plain": the log is plain text, but an error Status is
-            # negotiated against Accept too and would become a 406.
-            auth_settings=["BearerToken"], header_params={"Accept": "*/*"})
-        response = api.call_api(method, url, header_params=headers, _request_timeout=10)
-        data = response.read()
-    except ApiException as exc:
-        status, reason = exc.status, exc.reason
-    except OSError as exc:
-        raise KubeError(f"GET {path}: {exc}", None) from exc
-    else:
-        if 200 <= response.status < 300:
-            return data.decode("utf-8", "replace")
-        status, reason = response.status, _api_message(data)
-    if status in (400, 404):  # container not started yet, or the pod just went away
-        return ""
-    raise KubeError(f"GET {path}: {status} {reason}", status)
+        return _call("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+                     query=[("container", container), ("tailLines", str(lines))], text=True)
+    except KubeError as exc:
+        if exc.status in (400, 404):  # container not started yet, or the pod just went away
+            return ""
+        raise
 
 
 def patch_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:

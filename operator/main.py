@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 

@@ -50,16 +50,15 @@ PYTHON_BASE = DebianImage(
     ("python3", "python3-venv", "python3-pip", "ca-certificates"),
     (f"ENV PATH={_PATH}", "ENV LANG=C.UTF-8", 'CMD ["/usr/bin/python3"]'))
 # Debian's buildah (1.28) for in-cluster runtime builds: a maintained builder
-# we can produce from a Debian mirror alone. vfs storage and chroot isolation
-# are set through the environment so the Job needs no storage.conf, and
-# HOME/TMPDIR point at the one writable volume (the root fs is read-only).
+# we can produce from a Debian mirror alone. How it runs (vfs storage, chroot
+# isolation, HOME/TMPDIR on the writable volume) is set by the Job's
+# environment (images.buildjob), so any buildah image works there.
 BUILDER = DebianImage(
     "localhost/irisop/buildah:bookworm", f"buildah-{SUITE}.tar",
     # containernetworking-plugins: buildah depends on the virtual package
     # container-network-stack, which debootstrap cannot resolve by itself.
     ("buildah", "containernetworking-plugins", "ca-certificates"),
-    (f"ENV PATH={_PATH}", "ENV LANG=C.UTF-8", "ENV STORAGE_DRIVER=vfs", "ENV BUILDAH_ISOLATION=chroot",
-     "ENV HOME=/work", "ENV TMPDIR=/work/tmp", 'CMD ["buildah", "--version"]'))
+    (f"ENV PATH={_PATH}", "ENV LANG=C.UTF-8", 'CMD ["buildah", "--version"]'))
 BASE_IMAGE = PYTHON_BASE.ref
 
 _CONTAINERS_CONF = """\

@@ -28,6 +28,7 @@ no log scraping to learn what was built.
 """
 from __future__ import annotations
 
+import base64
 import gzip
 import io
 import tarfile
@@ -174,10 +175,9 @@ def owned_by_job(job: Mapping) -> list[dict]:
 
 
 def context_config_map(job: Mapping, context: bytes, extra_ca: bytes | None = None) -> dict:
-    import base64
-
-    if len(context) + len(extra_ca or b"") > MAX_CONTEXT_BYTES:
-        raise RuntimeBuildError(f"build context is {len(context) + len(extra_ca or b'')} bytes; a ConfigMap "
+    size = len(context) + len(extra_ca or b"")
+    if size > MAX_CONTEXT_BYTES:
+        raise RuntimeBuildError(f"build context is {size} bytes; a ConfigMap "
                                 f"carries at most {MAX_CONTEXT_BYTES} (is a model or data file under serving/?)")
     data = {CONTEXT_ARCHIVE: base64.b64encode(context).decode()}
     if extra_ca is not None:
@@ -190,8 +190,6 @@ def context_config_map(job: Mapping, context: bytes, extra_ca: bytes | None = No
 
 
 def push_secret(job: Mapping, auth_file: bytes) -> dict:
-    import base64
-
     meta = job["metadata"]
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "immutable": True,
             "metadata": {"name": f"{meta['name']}-push", "namespace": meta["namespace"],

@@ -107,17 +107,12 @@ def _runtime_in_cluster(args: argparse.Namespace) -> None:
 def _push(ref: str, repository: str, tag: str) -> str:
     """Push a local image to ``repository:tag`` (ECR repository ensured, fresh token); return repo@digest."""
     from ..settings import get_settings
-    from . import ecr
-    from .model import client_for
+    from .model import push_client
     from .registry import Reference
     from .runtime import push_local_image
 
-    settings = get_settings()
     dest = Reference.parse(repository.rstrip("/"))
-    reg = ecr.ecr_registry(dest.registry, settings)
-    if reg is not None:
-        ecr.ensure_repository(ecr.ecr_client(reg), reg, dest.repository, settings.ecr_keep_images)
-    client = client_for(dest.registry, settings)  # a fresh ECR token, used for this push only
+    client = push_client(dest, get_settings())  # a fresh ECR token, used for this push only
     digest = push_local_image(ref, f"{dest.registry}/{dest.repository}:{tag}", username=client.username,
                               password=client.password, tls_verify=not client.insecure)
     return f"{dest.registry}/{dest.repository}@{digest}"

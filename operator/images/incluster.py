@@ -14,8 +14,6 @@ caller), this waits for it instead of starting another.
 """
 from __future__ import annotations
 
-import base64
-import json
 import os
 import tempfile
 import time
@@ -25,10 +23,10 @@ from typing import Any, Callable
 
 from ..pipeline import ImageError
 from ..settings import Settings
-from . import buildjob, ecr
-from .model import client_for
+from . import buildjob
+from .model import push_client
 from .registry import Reference
-from .runtime import CONTAINERFILE, RuntimeBuildError, build_bento, source_key
+from .runtime import CONTAINERFILE, RuntimeBuildError, build_bento, registry_auth_file, source_key
 
 LOG_TAIL_LINES = 40
 
@@ -57,23 +55,18 @@ def build_runtime_in_cluster(api: Any, repo_root: Path, repository: str, *, base
     # moved tag would not trigger a rebuild.
     key = source_key(repo_root, base_image, version("bentoml"))
     tag = f"r-{key}"
-    registry = client_for(dest.registry, settings)
+    registry = push_client(dest, settings)
     existing = registry.manifest_digest(dest.repository, tag)
     if existing:
         return ClusterBuild(f"{dest.registry}/{dest.repository}@{existing}", key, False, time.monotonic() - start)
 
-    reg = ecr.ecr_registry(dest.registry, settings)
-    if reg is not None:
-        ecr.ensure_repository(ecr.ecr_client(reg), reg, dest.repository, settings.ecr_keep_images)
     with tempfile.TemporaryDirectory(prefix="irisop-bento-") as tmp:
         bento = build_bento(repo_root, Path(tmp), dict(os.environ))
         context = buildjob.context_archive(bento, repo_root / CONTAINERFILE)
     job = buildjob.build_job(key=key, namespace=namespace, builder_image=builder_image, base_image=base_image,
                              destination=f"{dest.registry}/{dest.repository}:{tag}",
                              tls_verify=not registry.insecure, extra_ca=extra_ca is not None)
-    auth = {"auths": {dest.registry: {"auth": base64.b64encode(
-        f"{registry.username}:{registry.password}".encode()).decode()}}} if registry.username else {"auths": {}}
-    created = _submit(api, job, context, json.dumps(auth).encode(),
+    created = _submit(api, job, context, registry_auth_file(dest.registry, registry.username, registry.password),
                       extra_ca.read_bytes() if extra_ca is not None else None)
     progress(f"{'started' if created else 'joined'} Job {namespace}/{job['metadata']['name']}")
     digest = _wait(api, namespace, job["metadata"]["name"], timeout)

@@ -72,6 +72,15 @@ def client_for(registry: str, settings: Settings) -> RegistryClient:
     return RegistryClient(registry, username=username, password=password, insecure=insecure)
 
 
+def push_client(target: Reference, settings: Settings) -> RegistryClient:
+    """A client for pushing to ``target.repository``: on ECR the repository is
+    ensured first (scan on push, lifecycle policy), and the token is fresh."""
+    reg = ecr.ecr_registry(target.registry, settings)
+    if reg is not None:
+        ecr.ensure_repository(ecr.ecr_client(reg), reg, target.repository, settings.ecr_keep_images)
+    return client_for(target.registry, settings)
+
+
 @dataclass(frozen=True)
 class _Runtime:
     ref: Reference
@@ -140,10 +149,7 @@ def ensure_model_image(artifact: VerifiedArtifact, repository: str, settings: Se
         raise ImageError(REGISTRY_ERROR, f"repository {repository!r} must not carry a tag or digest")
     runtime_ref = Reference.parse(settings.runtime_image)
 
-    reg = ecr.ecr_registry(target_ref.registry, settings)
-    if reg is not None:
-        ecr.ensure_repository(ecr.ecr_client(reg), reg, target_ref.repository, settings.ecr_keep_images)
-    target = client_for(target_ref.registry, settings)
+    target = push_client(target_ref, settings)
     source = target if runtime_ref.registry == target_ref.registry else client_for(runtime_ref.registry, settings)
 
     runtime = _resolve_runtime(source, runtime_ref)

@@ -165,6 +165,12 @@ def publish_runtime_image(repo_root: Path, repository: str, *, extra_ca: Path | 
     return f"{repository}@{digest}"
 
 
+def registry_auth_file(registry: str, username: str, password: str) -> bytes:
+    """A containers-auth.json (skopeo, buildah) for one registry; no entry without a username."""
+    auths = {registry: {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}} if username else {}
+    return json.dumps({"auths": auths}).encode()
+
+
 def push_local_image(ref: str, destination: str, *, username: str = "", password: str = "",
                      tls_verify: bool = True) -> str:
     """Copy a local image to ``registry/repo:tag`` with skopeo; return its manifest digest."""
@@ -178,10 +184,9 @@ def push_local_image(ref: str, destination: str, *, username: str = "", password
         if username:
             # An auth file (0600, deleted with tmp) rather than --dest-creds, which
             # would put the password (an ECR token, say) in every `ps` listing.
-            auth = base64.b64encode(f"{username}:{password}".encode()).decode()
             authfile = Path(tmp) / "auth.json"
             authfile.touch(mode=0o600)
-            authfile.write_text(json.dumps({"auths": {registry: {"auth": auth}}}))
+            authfile.write_bytes(registry_auth_file(registry, username, password))
             argv += ["--dest-authfile", str(authfile)]
         argv += [f"containers-storage:{ref}", f"docker://{destination}"]
         _run(argv, env=container_env())
