@@ -64,25 +64,56 @@ def build_namespace(kube_cluster) -> str:
     return "irisop-build"
 
 
-def test_runtime_image_built_by_a_job_in_the_cluster_runs_the_serving_stack(kube_cluster, build_namespace,
-                                                                            pod_registry) -> None:
+@pytest.fixture(scope="module")
+def builder(pod_registry) -> str:
+    """The buildah builder image, pushed where the node pulls it from."""
     require_tool("podman")
-    namespace = build_namespace
-    from irisop_deploy.local.baseimage import ensure_base_image, ensure_builder_image
+    from irisop_deploy.local.baseimage import ensure_builder_image
+
+    return _publish(ensure_builder_image(), f"{pod_registry}/irisop/buildah:bookworm")
+
+
+def _build(kube_cluster, pod_registry, **kwargs):
     from irisop_operator.images.incluster import build_runtime_in_cluster
-    from irisop_operator.images.runtime import host_ca_bundle
     from irisop_operator.settings import Settings
 
-    builder = _publish(ensure_builder_image(), f"{pod_registry}/irisop/buildah:bookworm")
+    return build_runtime_in_cluster(kube_cluster.api_client(), REPO_ROOT, f"{pod_registry}/irisop/runtime",
+                                    settings=Settings(insecure_registries=(pod_registry,)), **kwargs)
+
+
+def test_a_failing_build_reports_its_log(kube_cluster, build_namespace, pod_registry, builder) -> None:
+    from irisop_operator.images.runtime import RuntimeBuildError
+
+    absent = f"{pod_registry}/irisop/absent@sha256:" + "0" * 64
+    with pytest.raises(RuntimeBuildError) as failed:
+        _build(kube_cluster, pod_registry, base_image=absent, builder_image=builder, namespace=build_namespace,
+               timeout=600)
+    message = str(failed.value)
+    assert message.startswith(f"runtime build Job {build_namespace}/irisop-runtime-") and " failed\n" in message
+    assert "irisop/absent" in message  # buildah's own words about the base it could not pull
+
+
+def test_a_missing_namespace_names_the_manifest_to_apply(kube_cluster, pod_registry) -> None:
+    from irisop_operator.images.runtime import RuntimeBuildError
+
+    with pytest.raises(RuntimeBuildError, match="namespace irisop-absent not found: kubectl apply -f "
+                                                "deploy/runtime-build/namespace.yaml"):
+        _build(kube_cluster, pod_registry, base_image="b@sha256:" + "1" * 64, builder_image="x",
+               namespace="irisop-absent")
+
+
+def test_runtime_image_built_by_a_job_in_the_cluster_runs_the_serving_stack(kube_cluster, build_namespace,
+                                                                            pod_registry, builder) -> None:
+    namespace = build_namespace
+    from irisop_deploy.local.baseimage import ensure_base_image
+    from irisop_operator.images.runtime import host_ca_bundle
+
     base = _publish(ensure_base_image(), f"{pod_registry}/irisop/python-base:bookworm")
-    settings = Settings(insecure_registries=(pod_registry,))
-    api = kube_cluster.api_client()
     messages: list[str] = []
 
     def build():
-        return build_runtime_in_cluster(api, REPO_ROOT, f"{pod_registry}/irisop/runtime", base_image=base,
-                                        builder_image=builder, namespace=namespace, settings=settings,
-                                        extra_ca=host_ca_bundle(), timeout=1500, progress=messages.append)
+        return _build(kube_cluster, pod_registry, base_image=base, builder_image=builder, namespace=namespace,
+                      extra_ca=host_ca_bundle(), timeout=1500, progress=messages.append)
 
     built = build()
     assert built.built and built.image.startswith(f"{pod_registry}/irisop/runtime@sha256:")
