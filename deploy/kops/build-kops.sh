@@ -10,10 +10,13 @@
 # second run is a no-op and prints the binary's directory.
 #
 # Usage: deploy/kops/build-kops.sh            -> prints the bin directory
-#        IRISOP_KOPS_VERSION=v1.32.1 ...       -> another release
+#        KOPS_VERSION=v1.36.3 ...              -> another release (default: deploy/versions.env)
 set -euo pipefail
 
-KOPS_VERSION="${IRISOP_KOPS_VERSION:-v1.32.1}"
+# Versions come from deploy/versions.env (one file for both clusters); a
+# variable already set in the environment wins.
+eval "$(sed -n 's/^\([A-Z][A-Z0-9_]*\)=\([^[:space:]]*\).*$/: "${\1:=\2}"/p' "$(dirname "${BASH_SOURCE[0]}")/../versions.env")"
+
 CACHE="${IRISOP_CACHE:-$HOME/.cache/irisop}"
 BIN="$CACHE/kops/$KOPS_VERSION/bin"
 

@@ -12,9 +12,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .. import versions
 from .process import ProcessError, cache_dir
 
-KUBE_VERSION = os.environ.get("IRISOP_KUBE_VERSION", "v1.34.4")
+KUBE_VERSION = versions.kubernetes()
 BUILD_SCRIPT = Path(__file__).with_name("build-kube.sh")
 
 CONTROL_PLANE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
@@ -50,7 +51,7 @@ def ensure_kube_binaries(names: tuple[str, ...] = CONTROL_PLANE_BINARIES, build:
         subprocess.run(
             ["bash", str(BUILD_SCRIPT), *names],
             check=True,
-            env={**os.environ, "IRISOP_KUBE_VERSION": KUBE_VERSION, "IRISOP_CACHE": str(cache_dir())},
+            env={**os.environ, "KUBERNETES_VERSION": KUBE_VERSION, "IRISOP_CACHE": str(cache_dir())},
         )
     except subprocess.CalledProcessError as exc:
         raise MissingBinary(f"{BUILD_SCRIPT} failed with exit code {exc.returncode}") from exc

@@ -10,7 +10,10 @@
 # directory so a second run is a no-op and a cold run fits CI's budget.
 set -euo pipefail
 
-KUBE_VERSION="${IRISOP_KUBE_VERSION:-v1.34.4}"
+# Versions come from deploy/versions.env (one file for both clusters); a
+# variable already set in the environment wins.
+eval "$(sed -n 's/^\([A-Z][A-Z0-9_]*\)=\([^[:space:]]*\).*$/: "${\1:=\2}"/p' "$(dirname "${BASH_SOURCE[0]}")/../versions.env")"
+KUBE_VERSION="$KUBERNETES_VERSION"
 CACHE="${IRISOP_CACHE:-$HOME/.cache/irisop}"
 BIN="$CACHE/kube/$KUBE_VERSION/bin"
 # Binaries to build; the local node (kubelet, kube-proxy, scheduler) is opt-in via args.

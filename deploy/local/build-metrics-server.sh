@@ -4,7 +4,10 @@
 # k8s.io/kubernetes it has no replace directives, so `go install` works.
 set -euo pipefail
 
-VERSION="${IRISOP_METRICS_SERVER_VERSION:-v0.8.0}"
+# Versions come from deploy/versions.env (one file for both clusters); a
+# variable already set in the environment wins.
+eval "$(sed -n 's/^\([A-Z][A-Z0-9_]*\)=\([^[:space:]]*\).*$/: "${\1:=\2}"/p' "$(dirname "${BASH_SOURCE[0]}")/../versions.env")"
+VERSION="$METRICS_SERVER_VERSION"
 CACHE="${IRISOP_CACHE:-$HOME/.cache/irisop}"
 BIN="$CACHE/metrics-server/$VERSION/bin"
 if [ -x "$BIN/metrics-server" ]; then

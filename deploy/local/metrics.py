@@ -14,12 +14,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from .. import versions
 from .binaries import BUILD_SCRIPT, MissingBinary
 from .controlplane import ControlPlane, tls_ok
 from .pki import CertSpec
 from .process import ManagedProcess, cache_dir
 
-VERSION = os.environ.get("IRISOP_METRICS_SERVER_VERSION", "v0.8.0")
+VERSION = versions.metrics_server()
 BUILD_METRICS_SERVER = BUILD_SCRIPT.with_name("build-metrics-server.sh")
 NAMESPACE = "kube-system"
 NAME = "metrics-server"
@@ -41,7 +42,7 @@ def binary(build: bool) -> Path:
     try:
         subprocess.run(["bash", str(BUILD_METRICS_SERVER)], check=True,
                        env={**os.environ, "IRISOP_CACHE": str(cache_dir()),
-                            "IRISOP_METRICS_SERVER_VERSION": VERSION})
+                            "METRICS_SERVER_VERSION": VERSION})
     except subprocess.CalledProcessError as exc:
         raise MissingBinary(f"{BUILD_METRICS_SERVER} failed with exit code {exc.returncode}") from exc
     return exe

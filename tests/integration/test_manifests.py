@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from irisop_deploy import versions
 from irisop_deploy.aws import plan, steps
 from irisop_deploy.aws.config import ClusterConfig
 from irisop_deploy.aws.gateway import Aws
@@ -33,7 +34,7 @@ NAMESPACED = {"ServiceAccount", "Role", "RoleBinding", "Deployment", "PodDisrupt
 
 @pytest.fixture(scope="module")
 def kubectl() -> str:
-    built = cache_dir() / "kube" / "v1.34.4" / "bin" / "kubectl"
+    built = cache_dir() / "kube" / versions.kubernetes() / "bin" / "kubectl"
     exe = str(built) if built.exists() else shutil.which("kubectl")
     if exe is None:
         missing_tool("kubectl not found: run deploy/local/build-kube.sh kubectl")
