@@ -64,32 +64,43 @@ class ManagedProcess:
         return self.home / f"{self.name}.log"
 
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        if not self._is_ours(pid):
-            return None  # a stale pid file whose number the kernel gave to another program
-        return pid
+        """The pid of the process we started, or None when it is gone.
 
-    def _is_ours(self, pid: int) -> bool:
-        """Is pid still the program we started? Pids wrap around: a pid file
-        left by a killed session may name an unrelated process, which stop()
-        must never signal."""
-        if not self.argv:
-            return True  # a handle made only to stop a process: nothing to compare with
+        The pid file records the pid and the kernel's start time of that
+        process. The start time survives exec, so a wrapper (taskset, env -C,
+        nice) that execs the real program keeps the identity, and it differs
+        for any later process that merely reuses the number.
+        """
+        found = self._ours()
+        if found is None or found[1].state == "Z":
+            return None  # a zombie holds no ports or files: it is not running
+        return found[0]
+
+    def _ours(self) -> tuple[int, ProcStat] | None:
+        """The recorded pid if it still names the process we started (zombie or not)."""
+        recorded = self._recorded()
+        if recorded is None:
+            return None
+        pid, started = recorded
+        stat = _proc_stat(pid)
+        if stat is None:
+            return None
+        if started is not None:
+            ours = stat.start_time == started
+        else:
+            # A pid file from before start times were recorded: every process
+            # we start leads its own session, an unrelated pid almost never does.
+            ours = stat.session == pid
+        return (pid, stat) if ours else None
+
+    def _recorded(self) -> tuple[int, int | None] | None:
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return True  # no /proc to ask: trust the pid file
-        program = os.path.basename(str(self.argv[0])).encode()
-        return any(os.path.basename(arg) == program for arg in cmdline[:3])
+            fields = self.pid_file.read_text().split()
+            pid = int(fields[0])
+            started = int(fields[1]) if len(fields) > 1 else None
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+        return pid, started
 
     def running(self) -> bool:
         return self.pid() is not None
@@ -109,7 +120,10 @@ class ManagedProcess:
                 env={**os.environ, **self.env},
                 start_new_session=True,  # own process group: stop() kills children too
             )
-        self.pid_file.write_text(str(proc.pid))
+        stat = _proc_stat(proc.pid)
+        # The start time is read after fork: the child exists (at worst a zombie
+        # that wait_ready reports), so /proc has it.
+        self.pid_file.write_text(f"{proc.pid} {stat.start_time if stat else ''}".strip() + "\n")
         self.wait_ready(proc)
         return True
 
@@ -126,20 +140,23 @@ class ManagedProcess:
         raise ProcessError(f"{self.name} not ready after {self.timeout:.0f}s\n{self.log_tail()}")
 
     def stop(self, grace: float = 10.0) -> None:
-        pid = self.pid()
-        if pid is not None:
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        """TERM the process group, KILL it after grace seconds, then sweep the group.
+
+        The group is the session the process was started in, so children a
+        wrapper or a server forked (bentoml's workers) go with it.
+        """
+        found = self._ours()
+        if found is not None:
+            pid = found[0]
+            _signal_group(pid, signal.SIGTERM)
             deadline = time.monotonic() + grace
             while time.monotonic() < deadline and self._alive(pid):
                 time.sleep(0.05)
-            if self._alive(pid):
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            # KILL whatever is left of the group: the leader if it ignored TERM,
+            # and children that outlived it. A group id cannot be reused while
+            # any member lives, so this signals only what we started.
+            _signal_group(pid, signal.SIGKILL)
+            self._alive(pid)  # reap our own child
         self.pid_file.unlink(missing_ok=True)
 
     @staticmethod
@@ -177,6 +194,32 @@ class ManagedProcess:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except FileNotFoundError:
             return "(no log)"
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    session: int
+    start_time: int  # clock ticks after boot; unchanged by exec
+    state: str
+
+
+def _proc_stat(pid: int) -> ProcStat | None:
+    """Fields of /proc/<pid>/stat, or None if no such (live) process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name is in parentheses and may hold spaces: split after it.
+    fields = text.rsplit(")", 1)[1].split()
+    # fields[0] is field 3 of proc(5): state; session is field 6, starttime 22.
+    return ProcStat(session=int(fields[3]), start_time=int(fields[19]), state=fields[0])
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def http_ok(url: str, verify: bool | str = True) -> Callable[[], bool]:
