@@ -13,6 +13,7 @@ Every failure is an ``ArtifactError`` whose ``reason`` goes straight into the
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -209,14 +210,16 @@ def _head_model(client: Any, loc: S3Location, meta: ArtifactMetadata, limit: int
     return head
 
 
-def _download(client: Any, loc: S3Location, meta: ArtifactMetadata, head: Mapping[str, Any],
-              dest: Path, limit: int) -> str:
-    """Stream the exact version we sized up to ``dest``; return its sha256.
+def _download(client: Any, loc: S3Location, name: str, head: Mapping[str, Any], directory: Path,
+              limit: int) -> tuple[Path, str]:
+    """Stream the exact version we sized up into a temporary file of ``directory``.
 
+    Returns the temporary path and its sha256; the caller moves it into place
+    only once the hash matches, so a bad download never replaces good bytes.
     ``limit`` is the size head_object announced: more bytes than that means the
     object is not the one we checked.
     """
-    key = loc.key(meta.model_file)
+    key = loc.key(name)
     what = f"s3://{loc.bucket}/{key}"
     kwargs: dict[str, Any] = {"Bucket": loc.bucket, "Key": key}
     # Pin the version (or ETag) we checked with head_object, so a concurrent
@@ -227,7 +230,7 @@ def _download(client: Any, loc: S3Location, meta: ArtifactMetadata, head: Mappin
         kwargs["IfMatch"] = head["ETag"]
     digest = hashlib.sha256()
     written = 0
-    fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".download-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as out:
             try:
@@ -240,11 +243,85 @@ def _download(client: Any, loc: S3Location, meta: ArtifactMetadata, head: Mappin
                     out.write(block)
             except _BOTO_ERRORS as exc:
                 raise classify_error(exc, what) from exc
-        os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return digest.hexdigest()
+    return Path(tmp), digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ObjectIdentity:
+    """Which S3 object some cached bytes were verified from.
+
+    The cache is keyed by the sha256 model.json *claims*; these fields say
+    whether the object at a URI is the one that was actually hashed. S3 gives
+    every version of a key its own VersionId; without versioning, the ETag
+    and size stand in (an ETag changes whenever the content does).
+    """
+
+    url: str  # s3://bucket/key
+    version_id: str | None
+    etag: str | None
+    size: int
+
+    @classmethod
+    def from_head(cls, url: str, head: Mapping[str, Any]) -> "ObjectIdentity":
+        version = head.get("VersionId")
+        return cls(url=url, version_id=version if version and version != "null" else None,
+                   etag=(head.get("ETag") or "").strip('"') or None, size=int(head["ContentLength"]))
+
+    def same_object(self, other: "ObjectIdentity") -> bool:
+        if self.url != other.url:
+            return False
+        if self.version_id and other.version_id:
+            return self.version_id == other.version_id
+        return bool(self.etag) and self.etag == other.etag and self.size == other.size
+
+
+# Beside the cached files: the S3 objects they were verified from (one list per sha256 directory).
+SOURCES_FILE = ".verified-sources.json"
+_sources_lock = threading.Lock()  # read-modify-write of SOURCES_FILE by concurrent reconciles
+
+
+def _verified_sources(directory: Path) -> list[ObjectIdentity]:
+    try:
+        doc = json.loads((directory / SOURCES_FILE).read_text(encoding="utf-8"))
+        return [ObjectIdentity(url=d["url"], version_id=d.get("version_id"), etag=d.get("etag"), size=int(d["size"]))
+                for d in doc]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError):
+        return []  # an unreadable record only costs a fresh download
+
+
+def _record_source(directory: Path, identity: ObjectIdentity) -> None:
+    with _sources_lock:
+        known = [s for s in _verified_sources(directory) if s.url != identity.url]
+        known.append(identity)
+        _write_atomic(directory / SOURCES_FILE,
+                      json.dumps([dataclasses.asdict(s) for s in known], sort_keys=True).encode())
+
+
+def _cached_or_download(client: Any, loc: S3Location, name: str, sha256: str, head: Mapping[str, Any],
+                        directory: Path) -> None:
+    """Make ``directory/name`` hold the bytes of the S3 object ``head`` describes, verified against ``sha256``.
+
+    Cached bytes are reused only if they were verified from this very object:
+    a different object at another URI whose metadata merely *claims* a known
+    sha256 is downloaded and hashed like any other, and fails if it lies.
+    """
+    url = f"s3://{loc.bucket}/{loc.key(name)}"
+    identity = ObjectIdentity.from_head(url, head)
+    path = directory / name
+    if (path.exists() and any(identity.same_object(known) for known in _verified_sources(directory))
+            and sha256_file(str(path)) == sha256):  # re-hashed: scratch space is not trusted blindly
+        return
+    tmp, actual = _download(client, loc, name, head, directory, identity.size)
+    if actual != sha256:
+        tmp.unlink(missing_ok=True)  # the cached (genuine) copy, if any, stays as it was
+        raise ArtifactError(CHECKSUM_MISMATCH, f"{url} hashes to {actual[:12]} but model.json says {sha256[:12]}")
+    os.replace(tmp, path)
+    _record_source(directory, identity)
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -267,8 +344,9 @@ def fetch_artifact(source: ModelSource, settings: Settings, *, client: Any = Non
     """Download and verify the artifact at ``source.uri``; never load the model.
 
     The result lives in ``<work_dir>/artifacts/<sha256>/`` (model file +
-    model.json). A directory already holding the right bytes is reused, but the
-    S3 checks (metadata, size, version) always run so a changed object is seen.
+    model.json). The S3 checks (metadata, size, version) always run; the
+    cached model file is reused only when it was verified from the very S3
+    object now at the URI (see ``_cached_or_download``).
     """
     loc = parse_s3_uri(source.uri)
     client = client or s3_client(source.credentials)
@@ -278,24 +356,14 @@ def fetch_artifact(source: ModelSource, settings: Settings, *, client: Any = Non
 
     target = artifact_dir(settings, meta.sha256)
     target.mkdir(parents=True, exist_ok=True)
-    model_path = target / meta.model_file
-    if model_path.exists() and sha256_file(str(model_path)) == meta.sha256:
-        actual = meta.sha256  # verified earlier; re-hashed just now
-    else:
-        actual = _download(client, loc, meta, head, model_path, int(head["ContentLength"]))
-    if actual != meta.sha256:
-        model_path.unlink(missing_ok=True)  # never leave unverified bytes where a later call could trust them
-        raise ArtifactError(
-            CHECKSUM_MISMATCH,
-            f"s3://{loc.bucket}/{loc.key(meta.model_file)} hashes to {actual[:12]} but model.json says {meta.sha256[:12]}",
-        )
+    _cached_or_download(client, loc, meta.model_file, meta.sha256, head, target)
     _write_atomic(target / METADATA_FILE, raw_meta)
-    version = head.get("VersionId")
+    identity = ObjectIdentity.from_head(f"s3://{loc.bucket}/{loc.key(meta.model_file)}", head)
     return VerifiedArtifact(
         uri=source.uri,
         sha256=meta.sha256,
         metadata=meta,
         local_dir=target,
-        version_id=version if version and version != "null" else None,
-        etag=(head.get("ETag") or "").strip('"') or None,
+        version_id=identity.version_id,
+        etag=identity.etag,
     )

@@ -160,3 +160,52 @@ def test_s3_down_is_transient(aws_env, settings, monkeypatch, dead_port):
     with pytest.raises(ArtifactError) as err:
         fetch_artifact(ModelSource(uri="s3://b/p/"), settings)
     assert err.value.reason == "S3Unavailable" and err.value.transient
+
+
+def test_corrupted_copy_at_a_new_prefix_is_not_hidden_by_the_cache(s3, bucket, tmp_path, settings):
+    """Issue 13.1: model.json at v2 claims v1's sha256, the file there has a flipped byte."""
+    uri, meta = _upload(s3, bucket, tmp_path)
+    genuine = fetch_artifact(ModelSource(uri=uri), settings)
+    good_bytes = (genuine.local_dir / "model.joblib").read_bytes()
+
+    bad = bytearray(good_bytes)
+    bad[len(bad) // 2] ^= 0x01
+    s3.put_object(Bucket=bucket, Key="models/v2/model.joblib", Body=bytes(bad))
+    s3.put_object(Bucket=bucket, Key="models/v2/model.json", Body=json.dumps(meta).encode())
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=f"s3://{bucket}/models/v2/"), settings)
+    assert err.value.reason == "ChecksumMismatch" and not err.value.transient
+    assert "models/v2/model.joblib" in err.value.message
+    # The genuine cached copy is untouched and still reused for v1.
+    assert (genuine.local_dir / "model.joblib").read_bytes() == good_bytes
+    assert fetch_artifact(ModelSource(uri=uri), settings) == genuine
+
+
+def test_a_new_version_at_the_same_key_is_downloaded_again(s3, bucket, tmp_path, settings):
+    uri, meta = _upload(s3, bucket, tmp_path)
+    first = fetch_artifact(ModelSource(uri=uri), settings)
+    corrupt = bytearray((tmp_path / "v1" / "model.joblib").read_bytes())
+    corrupt[0] ^= 0xFF
+    s3.put_object(Bucket=bucket, Key="models/v1/model.joblib", Body=bytes(corrupt))  # same size, new VersionId
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=uri), settings)
+    assert err.value.reason == "ChecksumMismatch"
+    assert (first.local_dir / "model.joblib").read_bytes() == (tmp_path / "v1" / "model.joblib").read_bytes()
+
+
+def test_unversioned_bucket_reuses_by_etag_and_size(s3, tmp_path, settings):
+    name = "irisop-unversioned-" + tmp_path.name[-8:].lower().replace("_", "-")
+    s3.create_bucket(Bucket=name)
+    uri, meta = _upload(s3, name, tmp_path)
+    first = fetch_artifact(ModelSource(uri=uri), settings)
+    assert first.version_id is None and first.etag
+    mtime = (first.local_dir / "model.joblib").stat().st_mtime_ns
+    assert fetch_artifact(ModelSource(uri=uri), settings) == first
+    assert (first.local_dir / "model.joblib").stat().st_mtime_ns == mtime
+    # Same size, other bytes: the ETag differs, so it is downloaded and refused.
+    payload = bytearray((tmp_path / "v1" / "model.joblib").read_bytes())
+    payload[-1] ^= 0x01
+    s3.put_object(Bucket=name, Key="models/v1/model.joblib", Body=bytes(payload))
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=uri), settings)
+    assert err.value.reason == "ChecksumMismatch"

@@ -87,3 +87,21 @@ def test_claims_format_mismatch():
     with pytest.raises(ArtifactError) as err:
         _check_claims(ModelSource(uri="s3://b/p/", format="joblib"), _meta("skops"))
     assert err.value.reason == "FormatMismatch"
+
+
+def test_cached_bytes_match_only_the_object_they_were_verified_from():
+    from irisop_operator.artifact import ObjectIdentity
+
+    url = "s3://b/iris/v1/model.joblib"
+    versioned = ObjectIdentity.from_head(url, {"VersionId": "v1", "ETag": '"e1"', "ContentLength": 10})
+    assert versioned == ObjectIdentity(url, "v1", "e1", 10)
+    assert versioned.same_object(ObjectIdentity(url, "v1", "e1", 10))
+    # A VersionId decides on its own when both sides have one (a re-upload of equal bytes is a new version).
+    assert not versioned.same_object(ObjectIdentity(url, "v2", "e1", 10))
+    assert not versioned.same_object(ObjectIdentity("s3://b/iris/v2/model.joblib", "v1", "e1", 10))
+    plain = ObjectIdentity.from_head(url, {"VersionId": "null", "ETag": '"e1"', "ContentLength": 10})
+    assert plain.version_id is None
+    assert plain.same_object(ObjectIdentity(url, None, "e1", 10))
+    assert not plain.same_object(ObjectIdentity(url, None, "e1", 11))
+    assert not plain.same_object(ObjectIdentity(url, None, "e2", 10))
+    assert not ObjectIdentity(url, None, None, 10).same_object(ObjectIdentity(url, None, None, 10))
