@@ -35,7 +35,8 @@ def execute(
         cfg=cfg, aws=Aws(cfg.region, dry_run=dry_run, out=out), runner=runner, manifests=manifests,
         dry_run=dry_run, purge=purge, spec_out=spec_out, spec_runner=spec_runner, out=out,
     )
-    ctx.say(f"{'Dry run: would ' if dry_run else ''}{action} cluster {cfg.name} in {cfg.region}")
+    ctx.say(f"{'Dry run: would ' if dry_run else ''}{action} cluster {cfg.name} in {cfg.region} "
+            f"(region from {cfg.region_source})")
     ctx.outcomes = plan.run(steps.create_steps(cfg) if action == "create" else steps.delete_steps(cfg), ctx)
     if action == "create" and not dry_run:
         ctx.say(steps.next_steps(ctx))

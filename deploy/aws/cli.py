@@ -70,9 +70,12 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(defaults_yaml())
             return 0
         import yaml
-        from dataclasses import asdict
 
-        sys.stdout.write(yaml.safe_dump(asdict(_load(args)), sort_keys=False))
+        from .config import settings
+
+        cfg = _load(args)
+        print(f"# region {cfg.region} from {cfg.region_source}", file=sys.stderr)
+        sys.stdout.write(yaml.safe_dump(settings(cfg), sort_keys=False))
         return 0
     cfg = _load(args)
     return _run_plan(cfg, args)

@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from .. import versions
+
 GOSSIP_SUFFIX = ".k8s.local"
 
 
@@ -29,7 +31,8 @@ def _opt(default: Any, description: str, **extra: Any) -> Any:
 @dataclass
 class ClusterConfig:
     name: str = _opt("irisop.k8s.local", "cluster name; a name ending in .k8s.local uses gossip DNS, any other needs a Route53 zone")
-    region: str = _opt("us-east-1", "AWS region of every resource")
+    region: str = _opt("", "AWS region of every resource (empty: as the AWS SDK and kops resolve it: AWS_REGION, "
+                           "AWS_DEFAULT_REGION, then the profile's region)")
     zones: list[str] = _opt([], "availability zones for nodes (empty: the region's 'a' zone)")
     state_bucket: str = _opt("", "S3 bucket for the kops state store (empty: irisop-state-<cluster name with dashes>)")
     dns_zone: str = _opt("", "Route53 private zone for a non-gossip cluster (empty: the cluster name minus its first label)")
@@ -38,7 +41,9 @@ class ClusterConfig:
     node_size: str = _opt("t3.medium", "EC2 instance type of worker nodes")
     control_plane_count: int = _opt(1, "number of control-plane nodes (1, 3 or 5)")
     control_plane_size: str = _opt("t3.medium", "EC2 instance type of control-plane nodes")
-    kubernetes_version: str = _opt("1.32.9", "Kubernetes version kops installs (kops 1.32 supports up to 1.32)")
+    kubernetes_version: str = _opt(versions.kubernetes().lstrip("v"),
+                                   "Kubernetes version kops installs (default: deploy/versions.env, the local cluster's "
+                                   "release; kops 1.36 supports 1.31 up to 1.36)")
     networking: str = _opt("cilium", "CNI kops installs (cilium, calico, amazonvpc, flannel, kindnet)")
     topology: str = _opt("public", "kops topology: public (nodes in public subnets) or private (NAT + bastion-less)")
     model_bucket: str = _opt("", "S3 bucket the operator reads model artifacts from (empty: irisop-models-<cluster name with dashes>)")
@@ -50,11 +55,15 @@ class ClusterConfig:
     admin_ami: str = _opt("", "AMI of the admin instance (empty: latest Debian 12 from the public SSM parameter)")
     admin_key_name: str = _opt("", "EC2 key pair for SSH to the admin instance (empty: none, use SSM Session Manager)")
     kops_channel: str = _opt("", "kops channel (URL or file:// path; empty: kops' own stable channel, fetched from GitHub)")
-    kops_version: str = _opt("1.32.1", "kops release the admin instance installs")
+    kops_version: str = _opt(versions.kops().lstrip("v"),
+                             "kops release the bootstrap expects on PATH and the admin instance installs "
+                             "(default: deploy/versions.env)")
     validate_timeout: str = _opt("15m", "how long `kops validate cluster --wait` waits for a healthy cluster")
     operator_image_tag: str = _opt("0.1.0", "tag of the operator image in operator_repository")
     operator_role_arn: str = _opt("", "IAM role for the operator's ServiceAccount via IRSA (empty: no IRSA; the node role carries the operator policy)")
     tags: dict[str, str] = _opt({"app.kubernetes.io/part-of": "irisop"}, "tags put on every AWS resource created")
+    # Not a setting: where `region` came from, printed by create/delete/config.
+    region_source: str = field(default="configuration", compare=False, metadata={"internal": True})
 
     # -- derived values: one place for every name, so create and delete agree --
 
@@ -120,7 +129,34 @@ class ConfigError(ValueError):
 
 
 def fields() -> list[dataclasses.Field]:
-    return list(dataclasses.fields(ClusterConfig))
+    """The settings (file keys and flags); internal bookkeeping fields are left out."""
+    return [f for f in dataclasses.fields(ClusterConfig) if not f.metadata.get("internal")]
+
+
+def settings(cfg: ClusterConfig) -> dict[str, Any]:
+    """The settings of cfg as plain data (what `irisop cluster config` prints)."""
+    return {f.name: getattr(cfg, f.name) for f in fields()}
+
+
+def sdk_region(environ: Mapping[str, str]) -> tuple[str, str]:
+    """(region, where it came from), in the order the AWS SDKs and kops use; ("", "") if none.
+
+    AWS_REGION first (the Go SDK kops is built on reads it; boto3 and the CLI
+    only read AWS_DEFAULT_REGION), then AWS_DEFAULT_REGION, then the region
+    of the selected profile in the shared config file. No network call.
+    """
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if environ.get(name):
+            return environ[name], name
+    import botocore.session
+    from botocore.exceptions import ProfileNotFound
+
+    profile = environ.get("AWS_PROFILE") or "default"
+    try:
+        region = botocore.session.Session(profile=environ.get("AWS_PROFILE") or None).get_scoped_config().get("region")
+    except ProfileNotFound:
+        return "", ""
+    return (region, f"profile {profile!r}") if region else ("", "")
 
 
 def _coerce(f: dataclasses.Field, value: Any, origin: str) -> Any:
@@ -192,7 +228,17 @@ def load(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    return ClusterConfig(**values)
+    source = f"{path}" if path is not None and "region" in values else "configuration"
+    if overrides and overrides.get("region") is not None:
+        source = "--region"
+    if not values.get("region"):
+        import os
+
+        values["region"], source = sdk_region(os.environ)
+        if not values["region"]:
+            raise ConfigError(["region: not set; set region (or --region), AWS_REGION, AWS_DEFAULT_REGION or a "
+                               "profile region (aws configure set region REGION)"])
+    return ClusterConfig(**values, region_source=source)
 
 
 def defaults_yaml() -> str:

@@ -49,6 +49,10 @@ def create_cluster(cfg: ClusterConfig, vpc_id: str | None, *, dry_run_yaml: bool
     return argv
 
 
+def version() -> Argv:
+    return ["kops", "version", "--short"]
+
+
 def get_cluster(cfg: ClusterConfig, *, as_yaml: bool = False) -> Argv:
     argv = ["kops", "get", "cluster", *_target(cfg)]
     return argv + ["--output", "yaml"] if as_yaml else argv

@@ -15,19 +15,20 @@ from typing import Callable
 import yaml
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from . import admin, dns, iam, kops, network, registry, state_bucket
+from .. import versions
+from . import admin, dns, iam, kops, network, registry, state_bucket, validate
 from .config import ClusterConfig
 from .plan import Context, Step, StepError
 from .runner import CommandFailed, require
 
-# Exact commands, so a missing tool costs one copy-paste.
+# Exact commands, so a missing tool costs one copy-paste; versions from deploy/versions.env.
 INSTALL_HINTS = {
-    "kops": "install kops: curl -fsSLo /usr/local/bin/kops "
-    "https://github.com/kubernetes/kops/releases/download/v1.32.1/kops-linux-amd64 && chmod +x /usr/local/bin/kops "
-    "(or build it: bash deploy/kops/build-kops.sh)",
-    "kubectl": "install kubectl: curl -fsSLo /usr/local/bin/kubectl "
-    "https://dl.k8s.io/release/v1.32.9/bin/linux/amd64/kubectl && chmod +x /usr/local/bin/kubectl "
-    "(or build it: bash deploy/local/build-kube.sh kubectl)",
+    "kops": f"install kops: curl -fsSLo /usr/local/bin/kops "
+    f"https://github.com/kubernetes/kops/releases/download/{versions.kops()}/kops-linux-amd64 "
+    "&& chmod +x /usr/local/bin/kops (or build it: bash deploy/kops/build-kops.sh)",
+    "kubectl": f"install kubectl: curl -fsSLo /usr/local/bin/kubectl "
+    f"https://dl.k8s.io/release/{versions.kubernetes()}/bin/linux/amd64/kubectl "
+    "&& chmod +x /usr/local/bin/kubectl (or build it: bash deploy/local/build-kube.sh kubectl)",
 }
 CREDENTIALS_HINT = (
     "no usable AWS credentials: run `aws configure` (or export AWS_PROFILE, or AWS_ACCESS_KEY_ID and "
@@ -39,16 +40,31 @@ def _aws_error(exc: Exception) -> StepError:
     return StepError(f"AWS said: {exc}")
 
 
+def installed_kops_problems(ctx: Context, runner) -> list[str]:
+    """Does the kops on PATH support the configured Kubernetes version? Asked before any AWS call."""
+    result = runner.run(kops.version(), capture=True)
+    found = result.stdout.strip().lstrip("v") if result.ok else ""
+    if not validate.KUBE_VERSION_RE.match(found):
+        return [f"`kops version --short` answered {found or result.stderr.strip()!r}, not a kops release"]
+    return validate.kubernetes_version_problems(ctx.cfg.kubernetes_version, found, what="installed kops")
+
+
 def check_tools(ctx: Context) -> str:
     missing = [INSTALL_HINTS[tool] for tool in ("kops", "kubectl") if ctx.runner.which(tool) is None]
     if ctx.dry_run:
         # A dry run only prints: missing tools are worth a warning, not a stop.
         for hint in missing:
             ctx.say(f"      warning: {hint}")
+        if ctx.spec_runner is not None and ctx.spec_runner.which("kops") is not None:
+            for problem in installed_kops_problems(ctx, ctx.spec_runner):
+                ctx.say(f"      warning: {problem}")
         ctx.aws.read("sts", "get_caller_identity")
         return "checked (credentials not asked in dry-run)"
     if missing:
         raise StepError("; ".join(missing))
+    problems = installed_kops_problems(ctx, ctx.runner)
+    if problems:
+        raise StepError("; ".join(problems))
     try:
         identity = ctx.aws.read("sts", "get_caller_identity") or {}
     except NoCredentialsError as exc:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 
 from .config import GOSSIP_SUFFIX, ClusterConfig, ConfigError
 
 # Commercial-partition regions (GovCloud and China need other partitions and
-# credentials; they are deliberately out of scope of this bootstrap).
+# credentials; they are deliberately out of scope of this bootstrap). The
+# installed botocore's endpoint data is added at check time, so a region AWS
+# opens after this list was written is known once botocore knows it.
 KNOWN_REGIONS = frozenset(
     {
         "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
@@ -27,6 +30,13 @@ REGION_RE = re.compile(r"^[a-z]{2}-[a-z]+-\d$")
 # family + generation (+ attributes) "." size, e.g. t3.medium, m7g.2xlarge, c6in.metal-24xl
 INSTANCE_TYPE_RE = re.compile(r"^[a-z]+\d[a-z0-9-]*\.(nano|micro|small|medium|large|\d*xlarge|metal(-\d+xl)?)$")
 KUBE_VERSION_RE = re.compile(r"^v?1\.\d{1,2}\.\d{1,3}$")
+# What each kops minor accepts, from its source (upup/pkg/fi/cloudup/apply_cluster.go):
+# OldestSupportedKubernetesVersion (older: "upgrading Kubernetes is required"),
+# OldestRecommendedKubernetesVersion (older: deprecated, warned about), and a
+# Kubernetes minor above kops' own is refused as "not yet supported".
+KOPS_KUBERNETES_SUPPORT = {
+    (1, 36): {"oldest": (1, 31, 0), "recommended": (1, 33, 0)},
+}
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ECR_NAME_RE = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 DURATION_RE = re.compile(r"^\d+[smh]$")
@@ -59,11 +69,45 @@ def dns_name_problems(name: str, what: str) -> list[str]:
     return []
 
 
+@lru_cache(maxsize=1)
+def known_regions() -> tuple[str, ...]:
+    """Commercial regions: the list above plus the installed botocore's endpoint data (no network call)."""
+    import botocore.session
+
+    return tuple(sorted(KNOWN_REGIONS | set(botocore.session.Session().get_available_regions("ec2", "aws"))))
+
+
 def region_problems(cfg: ClusterConfig) -> list[str]:
-    if not REGION_RE.match(cfg.region):
-        return [f"region {cfg.region!r}: not a region name (e.g. us-east-1, eu-west-1)"]
-    if cfg.region not in KNOWN_REGIONS:
-        return [f"region {cfg.region!r}: not a known commercial AWS region"]
+    where = "" if cfg.region_source == "configuration" else f" (from {cfg.region_source})"
+    if not REGION_RE.match(cfg.region) or cfg.region not in known_regions():
+        return [f"region {cfg.region!r}{where}: not an AWS region; allowed: {', '.join(known_regions())}"]
+    return []
+
+
+def _version(text: str) -> tuple[int, int, int]:
+    major, minor, patch = (int(part) for part in text.lstrip("v").split("."))
+    return major, minor, patch
+
+
+def _show(version: tuple[int, ...]) -> str:
+    return ".".join(str(part) for part in version)
+
+
+def kubernetes_version_problems(kubernetes: str, kops: str, *, what: str = "kops_version") -> list[str]:
+    """Is `kubernetes` a release that kops `kops` creates clusters with? Names both versions."""
+    support = KOPS_KUBERNETES_SUPPORT.get(_version(kops)[:2])
+    if support is None:
+        known = ", ".join(f"{major}.{minor}.x" for major, minor in sorted(KOPS_KUBERNETES_SUPPORT))
+        return [f"{what} {kops!r}: not a kops release whose Kubernetes range irisop knows; allowed: {known}"]
+    wanted = _version(kubernetes)
+    major, minor = _version(kops)[:2]
+    newest = f"{major}.{minor}.x"
+    oldest = _show(support["oldest"])
+    if wanted[:2] > (major, minor):
+        return [f"kubernetes_version {kubernetes!r}: kops {kops} does not support it yet (it refuses Kubernetes "
+                f">= {major}.{minor + 1}); allowed: {oldest} to {newest}, or a newer kops"]
+    if wanted < support["oldest"]:
+        return [f"kubernetes_version {kubernetes!r}: kops {kops} no longer supports it; allowed: {oldest} to {newest}"]
     return []
 
 
@@ -109,10 +153,15 @@ def size_problems(cfg: ClusterConfig) -> list[str]:
 
 def misc_problems(cfg: ClusterConfig) -> list[str]:
     problems = []
+    versions_ok = True
     if not KUBE_VERSION_RE.match(cfg.kubernetes_version):
-        problems.append(f"kubernetes_version {cfg.kubernetes_version!r}: expected MAJOR.MINOR.PATCH, e.g. 1.32.9")
+        problems.append(f"kubernetes_version {cfg.kubernetes_version!r}: expected MAJOR.MINOR.PATCH, e.g. 1.36.3")
+        versions_ok = False
     if not KUBE_VERSION_RE.match(cfg.kops_version):
-        problems.append(f"kops_version {cfg.kops_version!r}: expected MAJOR.MINOR.PATCH, e.g. 1.32.1")
+        problems.append(f"kops_version {cfg.kops_version!r}: expected MAJOR.MINOR.PATCH, e.g. 1.36.2")
+        versions_ok = False
+    if versions_ok:
+        problems += kubernetes_version_problems(cfg.kubernetes_version, cfg.kops_version)
     if cfg.networking not in NETWORKING:
         problems.append(f"networking {cfg.networking!r}: one of {', '.join(NETWORKING)}")
     if cfg.topology not in TOPOLOGIES:

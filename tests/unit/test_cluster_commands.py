@@ -1,6 +1,7 @@
 """Pure builders of the bootstrap: kops/kubectl command lines, spec patch, AWS request shapes."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -22,7 +23,7 @@ def test_create_cluster_command_for_a_private_dns_cluster():
         "--state", "s3://irisop-state-iris-example-internal", "--cloud", "aws",
         "--zones", "eu-west-1a,eu-west-1b,eu-west-1c", "--control-plane-zones", "eu-west-1a,eu-west-1b,eu-west-1c",
         "--control-plane-count", "3", "--control-plane-size", "t3.medium",
-        "--node-count", "3", "--node-size", "t3.medium", "--kubernetes-version", "1.32.9",
+        "--node-count", "3", "--node-size", "t3.medium", "--kubernetes-version", "1.36.3",
         "--networking", "cilium", "--topology", "public",
         "--dns", "private", "--dns-zone", "example.internal",
         "--network-id", "vpc-123", "--network-cidr", "172.20.0.0/16",
@@ -67,7 +68,7 @@ def test_bucket_creation_is_region_correct():
 
 
 def test_policies_grant_only_what_is_needed():
-    cfg = ClusterConfig(model_bucket="models-bucket")
+    cfg = ClusterConfig(model_bucket="models-bucket", region="us-east-1")
     operator = templates.operator_policy(cfg, "111122223333")
     actions = {a: s["Resource"] for s in operator["Statement"] for a in s["Action"]}
     assert set(actions) == {
@@ -160,11 +161,20 @@ def test_cli_config_print_defaults_and_check(capsys, tmp_path):
 
 
 class _ToolsPresent:
+    """kops and kubectl on PATH; kops is 1.36.2; nothing else may run."""
+
+    def __init__(self, kops_version="1.36.2"):
+        self.kops_version = kops_version
+        self.ran = []
+
     def which(self, tool):
         return f"/bin/{tool}"
 
     def run(self, argv, *, capture=False):
-        raise AssertionError("no command may run when credentials are missing")
+        self.ran.append(list(argv))
+        if list(argv) == ["kops", "version", "--short"]:
+            return Result(0, self.kops_version + "\n")
+        raise AssertionError("no command but `kops version` may run when credentials are missing")
 
 
 def test_missing_credentials_stop_with_the_exact_hint(tmp_path, monkeypatch):
@@ -183,3 +193,19 @@ def test_missing_credentials_stop_with_the_exact_hint(tmp_path, monkeypatch):
     with pytest.raises(plan.StepError, match=r"no usable AWS credentials: run `aws configure`"):
         plan.run(steps.create_steps(PRIVATE), ctx)
     assert ctx.aws.writes() == []
+
+
+def test_an_installed_kops_too_old_for_the_kubernetes_version_stops_before_any_aws_call(tmp_path):
+    out = io.StringIO()
+    runner = _ToolsPresent(kops_version="1.35.0")
+    ctx = plan.Context(cfg=PRIVATE, aws=Aws(PRIVATE.region, out=out), runner=runner, manifests=tmp_path, out=out)
+    with pytest.raises(plan.StepError, match=r"installed kops '1.35.0': not a kops release whose Kubernetes range"):
+        plan.run(steps.create_steps(PRIVATE), ctx)
+    assert ctx.aws.calls == [] and runner.ran == [["kops", "version", "--short"]]
+
+
+def test_installed_kops_naming_both_versions(tmp_path):
+    ctx = plan.Context(cfg=dataclasses.replace(PRIVATE, kubernetes_version="1.37.0"), aws=Aws("eu-west-1"),
+                       runner=_ToolsPresent(), manifests=tmp_path)
+    (problem,) = steps.installed_kops_problems(ctx, ctx.runner)
+    assert problem.startswith("kubernetes_version '1.37.0': kops 1.36.2 does not support it yet")

@@ -11,7 +11,15 @@ from irisop_deploy.aws.config import ClusterConfig, ConfigError, defaults_yaml, 
 
 
 def _problems(**values) -> list[str]:
-    return validate.problems(ClusterConfig(**values))
+    return validate.problems(ClusterConfig(**{"region": "us-east-1", **values}))
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_region(monkeypatch, tmp_path):
+    """Each test sees only the region sources it sets (no developer profile, no shell variable)."""
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
 
 
 def test_defaults_are_valid_and_every_field_is_described():
@@ -20,10 +28,11 @@ def test_defaults_are_valid_and_every_field_is_described():
         assert f.metadata["description"], f.name
 
 
-def test_printed_defaults_load_back_to_the_defaults(tmp_path):
+def test_printed_defaults_load_back_to_the_defaults(tmp_path, monkeypatch):
     path = tmp_path / "cluster.yaml"
     path.write_text(defaults_yaml())
-    assert load(path) == ClusterConfig()
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    assert load(path) == ClusterConfig(region="us-east-1")
     assert "# number of worker nodes (>= 1)\nnode_count: 2" in defaults_yaml()
 
 
@@ -68,8 +77,8 @@ def test_all_problems_are_reported_at_once(tmp_path):
 
 
 @pytest.mark.parametrize("values, expected", [
-    ({"region": "us-east-9"}, "not a known commercial AWS region"),
-    ({"region": "useast1"}, "not a region name"),
+    ({"region": "us-east-9"}, "region 'us-east-9': not an AWS region; allowed: af-south-1, "),
+    ({"region": "useast1"}, "region 'useast1': not an AWS region; allowed: "),
     ({"zones": ["eu-west-1a"]}, "'eu-west-1a': not an availability zone of region us-east-1"),
     ({"zones": ["us-east-1"]}, "not an availability zone"),
     ({"zones": ["us-east-1a", "us-east-1a"]}, "listed more than once"),
@@ -78,6 +87,11 @@ def test_all_problems_are_reported_at_once(tmp_path):
     ({"node_size": "medium"}, "node_size 'medium': not an EC2 instance type"),
     ({"control_plane_size": "t3.huge"}, "control_plane_size 't3.huge'"),
     ({"kubernetes_version": "latest"}, "kubernetes_version 'latest'"),
+    ({"kubernetes_version": "1.37.2"}, "kubernetes_version '1.37.2': kops 1.36.2 does not support it yet"),
+    ({"kubernetes_version": "1.30.14"}, "kubernetes_version '1.30.14': kops 1.36.2 no longer supports it; "
+                                        "allowed: 1.31.0 to 1.36.x"),
+    ({"kops_version": "1.32.1"}, "kops_version '1.32.1': not a kops release whose Kubernetes range irisop knows; "
+                                 "allowed: 1.36.x"),
     ({"networking": "weave"}, "networking 'weave'"),
     ({"topology": "hybrid"}, "topology 'hybrid'"),
     ({"vpc_cidr": "8.8.0.0/16"}, "must be a private IPv4 range"),
@@ -122,7 +136,7 @@ def test_s3_bucket_naming_rules(bucket, ok):
 
 
 def test_derived_names_follow_the_cluster_name():
-    cfg = ClusterConfig(name="iris.example.internal")
+    cfg = ClusterConfig(name="iris.example.internal", region="us-east-1")
     assert not cfg.gossip
     assert cfg.effective_dns_zone == "example.internal"
     assert cfg.effective_state_bucket == "irisop-state-iris-example-internal"
@@ -143,3 +157,65 @@ def test_the_example_configuration_is_valid():
     example = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "cluster.yaml"
     cfg = validate.check(load(example))
     assert cfg.effective_dns_zone == "example.internal" and cfg.control_plane_count == 3
+
+
+def test_versions_come_from_the_shared_version_file():
+    from irisop_deploy import versions
+
+    cfg = ClusterConfig()
+    assert cfg.kubernetes_version == versions.kubernetes().lstrip("v") == "1.36.3"
+    assert cfg.kops_version == versions.kops().lstrip("v") == "1.36.2"
+    assert _problems() == []
+
+
+@pytest.mark.parametrize("kubernetes, ok", [
+    ("1.36.3", True), ("v1.36.0", True), ("1.31.0", True), ("1.35.5", True),
+    ("1.37.0", False), ("1.30.99", False), ("2.0.0", False),
+])
+def test_kops_136_supports_kubernetes_131_to_136(kubernetes, ok):
+    found = validate.kubernetes_version_problems(kubernetes, "1.36.2")
+    assert (found == []) is ok, found
+    # One line, naming both versions.
+    assert all("\n" not in p and kubernetes in p and "1.36.2" in p for p in found)
+
+
+def _load_region(monkeypatch, tmp_path, **env):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return load(None, {})
+
+
+def test_region_follows_the_aws_sdk_order(monkeypatch, tmp_path):
+    config = tmp_path / "aws-config"
+    config.write_text("[default]\nregion = eu-central-1\n[profile ml]\nregion = ap-south-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    cfg = load(None, {})
+    assert (cfg.region, cfg.region_source) == ("eu-central-1", "profile 'default'")
+    monkeypatch.setenv("AWS_PROFILE", "ml")
+    assert (load(None, {}).region, load(None, {}).region_source) == ("ap-south-1", "profile 'ml'")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    assert (load(None, {}).region, load(None, {}).region_source) == ("us-west-2", "AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert (load(None, {}).region, load(None, {}).region_source) == ("eu-west-1", "AWS_REGION")
+    # An explicit setting wins over all of them, and says so.
+    path = tmp_path / "cluster.yaml"
+    path.write_text("region: sa-east-1\n")
+    assert (load(path).region, load(path).region_source) == ("sa-east-1", str(path))
+    assert load(path, {"region": "us-east-2"}).region_source == "--region"
+
+
+def test_no_region_anywhere_is_one_clear_line():
+    with pytest.raises(ConfigError, match=r"^region: not set; set region \(or --region\), AWS_REGION, "):
+        load(None, {})
+
+
+def test_a_region_that_does_not_exist_is_refused_naming_its_source(monkeypatch):
+    monkeypatch.setenv("AWS_REGION", "mars-north-9")
+    (problem,) = validate.problems(load(None, {}))
+    assert problem.startswith("region 'mars-north-9' (from AWS_REGION): not an AWS region; allowed: af-south-1,")
+    assert "eu-west-1" in problem and "\n" not in problem
+
+
+def test_internal_fields_are_not_settings():
+    assert "region_source" not in {f.name for f in fields()}
+    assert "region_source" not in defaults_yaml()

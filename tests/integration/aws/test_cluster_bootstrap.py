@@ -24,7 +24,8 @@ NAME = "iris.example.internal"
 
 
 def _cfg(**overrides) -> ClusterConfig:
-    return validate.check(ClusterConfig(name=NAME, zones=["us-east-1a", "us-east-1b"], **overrides))
+    return validate.check(ClusterConfig(name=NAME, region="us-east-1", zones=["us-east-1a", "us-east-1b"],
+                                        **overrides))
 
 
 def _run(cfg, action, recorder, **kw):
@@ -110,7 +111,7 @@ def test_create_builds_every_aws_resource_as_specified(moto, kops_recorder):
     assert create[create.index("--dns-zone") + 1] == "example.internal"
     assert sorted(kops_recorder.spec["spec"]["externalPolicies"]["node"]) == sorted(p["Arn"] for p in policies.values())
     assert kops_recorder.spec["spec"]["iam"]["allowContainerRegistry"] is True
-    assert kops_recorder.verbs() == ["kops get cluster", "kops create cluster", "kops get cluster", "kops replace --state",
+    assert kops_recorder.verbs() == ["kops version --short", "kops get cluster", "kops create cluster", "kops get cluster", "kops replace --state",
                                      "kops update cluster", "kops validate cluster",
                                      "kubectl apply", "kubectl wait", "kubectl apply"]
     (install,) = kops_recorder.applied
@@ -207,7 +208,7 @@ def test_admin_instance_and_region_specific_bucket(moto, kops_recorder, monkeypa
     user_data = ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
     script = base64.b64decode(user_data["UserData"]["Value"]).decode()
     assert "apt-get install -y --no-install-recommends git podman" in script
-    assert "kops/releases/download/v1.32.1/kops-linux-" in script and "/release/v1.32.9/bin/linux/" in script
+    assert "kops/releases/download/v1.36.2/kops-linux-" in script and "/release/v1.36.3/bin/linux/" in script
     create = next(a for a in kops_recorder.commands if a[:3] == ["kops", "create", "cluster"])
     assert "--dns" not in create  # gossip
 
@@ -226,8 +227,10 @@ def test_dry_run_makes_no_aws_call(moto, kops_recorder, tmp_path):
                     spec_runner=kops_recorder)
 
     assert ctx.aws._clients == {}  # no boto3 client was even built
-    # The only command really run is kops' own dry run, whose spec lands in the file.
-    (spec_cmd,) = kops_recorder.commands
+    # The only commands really run: `kops version` (is it new enough?) and kops' own
+    # dry run, whose spec lands in the file.
+    version_cmd, spec_cmd = kops_recorder.commands
+    assert version_cmd == ["kops", "version", "--short"]
     assert spec_cmd[-3:] == ["--dry-run", "--output", "yaml"]
     assert "name: iris.example.internal" in (tmp_path / "spec.yaml").read_text()
     assert "would run: kops update cluster --name iris.example.internal" in shown.getvalue()
@@ -236,7 +239,8 @@ def test_dry_run_makes_no_aws_call(moto, kops_recorder, tmp_path):
 
 
 @pytest.mark.parametrize("flags, problem", [
-    (["--region", "us-east-9"], "not a known commercial AWS region"),
+    (["--region", "us-east-9"], "region 'us-east-9' (from --region): not an AWS region; allowed: af-south-1"),
+    (["--kubernetes-version", "1.37.2"], "kubernetes_version '1.37.2': kops 1.36.2 does not support it yet"),
     (["--state-bucket", "Bad_Bucket"], "state_bucket 'Bad_Bucket'"),
     (["--zones", "eu-west-1a"], "not an availability zone of region us-east-1"),
     (["--node-count", "0"], "node_count 0: must be at least 1"),
@@ -248,3 +252,29 @@ def test_bad_values_fail_before_any_aws_call(moto, capsys, flags, problem):
     assert code == 1
     assert problem in capsys.readouterr().err
     assert boto3.client("s3").list_buckets()["Buckets"] == []
+
+
+def test_region_from_the_shell_is_used_and_printed(moto, kops_recorder, monkeypatch, capsys):
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+
+    code = irisop(["cluster", "create", "--dry-run", "--name", "iris.example.internal"])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "would create cluster iris.example.internal in eu-west-1 (region from AWS_REGION)" in out
+    assert '"LocationConstraint": "eu-west-1"' in out
+
+
+def test_a_region_that_does_not_exist_changes_nothing(moto, monkeypatch, capsys):
+    monkeypatch.setenv("AWS_REGION", "mars-north-9")
+
+    code = irisop(["cluster", "create", "--name", "iris.example.internal"])
+
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "region 'mars-north-9' (from AWS_REGION): not an AWS region; allowed: " in err
+    c = _clients()
+    assert c["s3"].list_buckets()["Buckets"] == [] and c["ecr"].describe_repositories()["repositories"] == []
+    assert c["ec2"].describe_vpcs(Filters=[{"Name": "tag:irisop.dev/cluster", "Values": [NAME]}])["Vpcs"] == []
+    assert _our_policies(c["iam"]) == {}

@@ -16,6 +16,7 @@ import boto3
 import pytest
 import yaml
 
+from irisop_deploy import versions
 from irisop_deploy.aws import kops, steps, validate
 from irisop_deploy.aws.bootstrap import execute
 from irisop_deploy.aws.config import ClusterConfig
@@ -27,7 +28,7 @@ from irisop_deploy.local.process import cache_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-KOPS_VERSION = "v1.32.1"
+KOPS_VERSION = versions.kops()
 KOPS_HOME = cache_dir() / "kops" / KOPS_VERSION  # resolved before any test moves $HOME
 
 
@@ -55,7 +56,7 @@ def real_kops(moto, monkeypatch, tmp_path_factory) -> SubprocessRunner:
 def _cfg(**overrides) -> ClusterConfig:
     channel = KOPS_HOME / "channels" / "stable"
     return validate.check(ClusterConfig(
-        name="iris.example.internal", zones=["us-east-1a", "us-east-1b"], node_count=3,
+        name="iris.example.internal", region="us-east-1", zones=["us-east-1a", "us-east-1b"], node_count=3,
         kops_channel=f"file://{channel}", **overrides))
 
 
@@ -79,7 +80,7 @@ def test_kops_accepts_our_command_line_and_spec_patch(moto, kops_recorder, real_
     (cluster,) = kinds["Cluster"]
     body = cluster["spec"]
     assert cluster["metadata"]["name"] == cfg.name
-    assert body["kubernetesVersion"] == "1.32.9"
+    assert body["kubernetesVersion"] == versions.kubernetes().lstrip("v")
     assert body["networkID"] == vpc["VpcId"] and body["networkCIDR"] == "172.20.0.0/16"
     assert body["dnsZone"] == "example.internal"
     assert "cilium" in body["networking"]
