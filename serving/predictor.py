@@ -64,14 +64,34 @@ def softmax_predictor(weights: LinearWeights) -> Proba:
     intercept = np.ascontiguousarray(weights.intercept)
 
     def predict_proba(matrix: np.ndarray) -> np.ndarray:
-        scores = matrix @ matrix_w
-        scores += intercept
-        scores -= scores.max(axis=1, keepdims=True)  # keeps exp() from overflowing
+        # Overflow is expected and handled: a score of +-inf (or NaN from inf - inf)
+        # sends its row to the scaled form; a finite gap that overflows below
+        # becomes -inf, whose exp() is the right 0.
+        with np.errstate(over="ignore", invalid="ignore"):
+            scores = matrix @ matrix_w
+            scores += intercept
+            if not np.isfinite(scores).all():
+                bad = ~np.isfinite(scores).all(axis=1)
+                scores[bad] = _scaled_margins(matrix[bad], matrix_w, intercept)
+            scores -= scores.max(axis=1, keepdims=True)  # log-sum-exp: exp() of values <= 0
         np.exp(scores, out=scores)
         scores /= scores.sum(axis=1, keepdims=True)
         return scores
 
     return predict_proba
+
+
+def _scaled_margins(rows: np.ndarray, matrix_w: np.ndarray, intercept: np.ndarray) -> np.ndarray:
+    """``scores - max(scores)`` per row, computed without overflow for any finite row.
+
+    With s = max|x| the scores are s * (x/s @ W + b/s); x/s is within [-1, 1]
+    so the bracket is finite, and scaling its (non-positive) distance to the
+    row's maximum back by s can only saturate towards -inf, where exp() is 0.
+    """
+    scale = np.abs(rows).max(axis=1, keepdims=True)
+    unit = rows / scale @ matrix_w + intercept / scale
+    unit -= unit.max(axis=1, keepdims=True)
+    return unit * scale
 
 
 def agrees(proba: Proba, checks: np.ndarray, expected_proba: np.ndarray, expected_classes: np.ndarray) -> bool:

@@ -27,7 +27,7 @@ from .loader import LoadedModel, load_model, sklearn_version
 from .middleware import EdgeMiddleware
 from .settings import DEFAULT_MAX_BATCH_ROWS, ServingSettings, bentoml_config
 from .settings import workers as serving_workers
-from .validation import rows_to_matrix
+from .validation import check_finite, rows_to_matrix
 
 logger = logging.getLogger("irisop_serving")
 # BentoML configures handlers on the root logger; INFO so "model ready" shows.
@@ -153,6 +153,7 @@ class IrisClassifier:
             raise ModelNotReady(f"model not ready: {self.state.reason}")
         matrix = rows_to_matrix(rows, self.state.max_batch_rows)
         proba = model.predictor.predict_proba(matrix)
+        check_finite(proba, matrix)
         return {
             "predictions": _CLASS_NAMES[proba.argmax(axis=1)].tolist(),
             "probabilities": proba.tolist(),

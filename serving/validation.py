@@ -39,6 +39,24 @@ def rows_to_matrix(rows: Any, max_rows: int) -> np.ndarray:
     return matrix
 
 
+def check_finite(proba: np.ndarray, matrix: np.ndarray) -> None:
+    """Refuse to answer with a non-finite probability (JSON has no NaN; orjson would write null).
+
+    The fast path is finite for every finite input; an estimator served
+    through its own predict_proba may not be, and then the row is named.
+    """
+    if np.isfinite(proba).all():
+        return
+    i = int(np.argwhere(~np.isfinite(proba).all(axis=1))[0, 0])
+    j = int(np.abs(matrix[i]).argmax())
+    raise InvalidRequest(
+        f"row {i}: the model has no finite answer for these values ({FEATURES[j]} is {matrix[i, j]!r}); "
+        "send measurements in a realistic range",
+        row=i,
+        field=FEATURES[j],
+    )
+
+
 def _checked(rows: Sequence[Any]) -> list[list[float]]:
     return [_row_values(i, row) for i, row in enumerate(rows)]
 

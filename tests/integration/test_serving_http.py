@@ -10,11 +10,14 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
 
 from irisop_serving.contract import CLASSES, FEATURES
 from tests.fixtures.serving import IRISOP, Server, copy_artifact, running_server, train_into, wait_ready
+from tests.fixtures.wide_rows import ROWS, check_answer, expected
 
 pytestmark = pytest.mark.integration
 
@@ -81,6 +84,32 @@ def test_mixed_rows_and_a_full_batch(server: Server) -> None:
     resp = predict(server, {"rows": rows})
     assert resp.status_code == 200, resp.text
     assert resp.json()["predictions"] == ["virginica", "setosa"] * (MAX_ROWS // 2)
+
+
+@pytest.fixture(scope="module")
+def estimator(model_dir: Path) -> Any:
+    import joblib
+
+    return joblib.load(model_dir / "model.joblib")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=ROWS)
+def test_served_answers_match_sklearn_over_the_float_range(server: Server, estimator: Any, rows: list[list[float]]) -> None:
+    """±1e308, subnormals, zeros, integers, mixed magnitudes: finite, sums to 1, scikit-learn's class."""
+    resp = predict(server, {"rows": rows})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    proba = np.array(body["probabilities"], dtype=np.float64)
+    check_answer(expected(estimator, rows), proba, [CLASSES.index(name) for name in body["predictions"]])
+
+
+def test_the_reported_overflow_row(server: Server) -> None:
+    # Issue 10: [[null, null, null]] and "setosa"; scikit-learn says virginica.
+    resp = predict(server, {"rows": [[0, 0, 1e308, 0]]})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["predictions"] == ["virginica"]
+    assert resp.json()["probabilities"] == [[0.0, 0.0, 1.0]]
 
 
 NAMED = dict(zip(FEATURES, REFERENCE["setosa"]))
