@@ -38,8 +38,10 @@ def execute(
     ctx.say(f"{'Dry run: would ' if dry_run else ''}{action} cluster {cfg.name} in {cfg.region} "
             f"(region from {cfg.region_source})")
     ctx.outcomes = plan.run(steps.create_steps(cfg) if action == "create" else steps.delete_steps(cfg), ctx)
-    if action == "create" and not dry_run:
+    if dry_run:
+        ctx.say("Dry run: nothing was created, changed or deleted.")
+    elif action == "create":
         ctx.say(steps.next_steps(ctx))
-    if action == "delete":
+    else:
         ctx.say("Kept: " + "; ".join(ctx.kept) if ctx.kept else "Nothing kept: every resource was deleted.")
     return ctx

@@ -17,7 +17,14 @@ import yaml
 
 from .. import versions
 
-GOSSIP_SUFFIX = ".k8s.local"
+# kops' reserved suffix: a .k8s.local name once meant gossip DNS. kops 1.36
+# creates such clusters with `--dns none` and refuses new gossip clusters from
+# 1.37 on, so the name no longer chooses the DNS mode: `dns` does.
+LOCAL_SUFFIX = ".k8s.local"
+# kops 1.36's `--dns` values that this bootstrap offers. "public" (a public
+# Route53 zone the admin owns) is left out: the bootstrap only creates zones it
+# can scope to the cluster's VPC. Gossip is not a value at all any more.
+DNS_MODES = ("none", "private")
 
 
 def _opt(default: Any, description: str, **extra: Any) -> Any:
@@ -30,12 +37,14 @@ def _opt(default: Any, description: str, **extra: Any) -> Any:
 
 @dataclass
 class ClusterConfig:
-    name: str = _opt("irisop.k8s.local", "cluster name; a name ending in .k8s.local uses gossip DNS, any other needs a Route53 zone")
+    name: str = _opt("irisop.k8s.local", "cluster name (with dns: private it must lie inside dns_zone)")
     region: str = _opt("", "AWS region of every resource (empty: as the AWS SDK and kops resolve it: AWS_REGION, "
                            "AWS_DEFAULT_REGION, then the profile's region)")
     zones: list[str] = _opt([], "availability zones for nodes (empty: the region's 'a' zone)")
     state_bucket: str = _opt("", "S3 bucket for the kops state store (empty: irisop-state-<cluster name with dashes>)")
-    dns_zone: str = _opt("", "Route53 private zone for a non-gossip cluster (empty: the cluster name minus its first label)")
+    dns: str = _opt("none", "how clients and nodes find the API: none (kops 1.36's default: the API behind an AWS "
+                            "Network Load Balancer, no DNS zone) or private (a Route53 private zone attached to the VPC)")
+    dns_zone: str = _opt("", "with dns: private, the Route53 private zone (empty: the cluster name minus its first label)")
     vpc_cidr: str = _opt("172.20.0.0/16", "CIDR of the VPC created for the cluster (kops' own default range)")
     node_count: int = _opt(2, "number of worker nodes (>= 1)")
     node_size: str = _opt("t3.medium", "EC2 instance type of worker nodes")
@@ -73,8 +82,8 @@ class ClusterConfig:
         return re.sub(r"[^a-z0-9-]", "-", self.name.lower())
 
     @property
-    def gossip(self) -> bool:
-        return self.name.endswith(GOSSIP_SUFFIX)
+    def private_dns(self) -> bool:
+        return self.dns == "private"
 
     @property
     def effective_zones(self) -> list[str]:
@@ -90,7 +99,7 @@ class ClusterConfig:
 
     @property
     def effective_dns_zone(self) -> str:
-        if self.gossip:
+        if not self.private_dns:
             return ""
         return self.dns_zone or self.name.partition(".")[2]
 

@@ -1,7 +1,8 @@
 """The Route53 private hosted zone kops publishes the API and etcd names into.
 
-A gossip cluster (*.k8s.local) needs none; every other name needs a zone that
-answers inside the cluster's VPC, which is why it is created attached to it.
+Only `dns: private` needs one: a zone that answers inside the cluster's VPC,
+which is why it is created attached to it. With `dns: none` (kops 1.36's
+default) kops reaches the API through its load balancer and no zone exists.
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ def find_zone(aws: Aws, cfg: ClusterConfig) -> str | None:
 
 
 def ensure(aws: Aws, cfg: ClusterConfig, vpc_id: str) -> str:
-    if cfg.gossip:
-        return "skipped (gossip DNS: the name ends in .k8s.local)"
+    if not cfg.private_dns:
+        return "skipped (dns: none, the API is reached through kops' load balancer)"
     zone_id = find_zone(aws, cfg)
     if zone_id is None:
         created = aws.write(
@@ -51,8 +52,8 @@ def ensure(aws: Aws, cfg: ClusterConfig, vpc_id: str) -> str:
 
 
 def delete(aws: Aws, cfg: ClusterConfig) -> str:
-    if cfg.gossip:
-        return "skipped (gossip DNS)"
+    if not cfg.private_dns:
+        return "skipped (dns: none)"
     zone_id = find_zone(aws, cfg)
     if zone_id is None and not aws.dry_run:
         return "not found"

@@ -33,9 +33,13 @@ def create_cluster(cfg: ClusterConfig, vpc_id: str | None, *, dry_run_yaml: bool
     argv += ["--node-count", str(cfg.node_count), "--node-size", cfg.node_size]
     argv += ["--kubernetes-version", cfg.kubernetes_version.lstrip("v")]
     argv += ["--networking", cfg.networking, "--topology", cfg.topology]
-    if not cfg.gossip:
+    if cfg.private_dns:
         # kops needs the zone to exist already; the bootstrap creates it attached to the VPC.
         argv += ["--dns", "private", "--dns-zone", cfg.effective_dns_zone]
+    else:
+        # kops 1.36's own default, spelled out: the API (and kops-controller) behind a
+        # Network Load Balancer, no DNS records; kops-configured kubeconfigs name the NLB.
+        argv += ["--dns", "none"]
     # A shared VPC (ours) so the private zone and admin instance live in the cluster's network.
     if vpc_id:
         argv += ["--network-id", vpc_id]

@@ -33,9 +33,14 @@ class Context:
     policy_arns: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what a dry-run step really did (e.g. wrote the spec)
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
+
+    def note(self, text: str) -> None:
+        """Something observed, not planned: shown after the step's plan in a dry run."""
+        self.notes.append(text)
 
 
 class StepError(RuntimeError):
@@ -46,6 +51,9 @@ class StepError(RuntimeError):
 class Step:
     title: str
     action: Callable[[Context], str]  # returns the outcome shown after "..."
+    # What the step would do, worded as a plan: a dry run prints this instead of
+    # the action's outcome, which in a dry run was never observed.
+    intent: str = ""
 
 
 def run(steps: list[Step], ctx: Context) -> list[str]:
@@ -61,6 +69,11 @@ def run(steps: list[Step], ctx: Context) -> list[str]:
         except StepError as exc:
             print("failed", file=ctx.out, flush=True)
             raise StepError(f"{step.title}: {exc}") from exc
-        print(f"      -> {outcome} (dry run: nothing changed)" if ctx.dry_run else outcome, file=ctx.out, flush=True)
+        if ctx.dry_run:
+            outcome = "; ".join([step.intent or f"would {step.title}", *ctx.notes])
+            ctx.notes.clear()
+            print(f"      -> {outcome}", file=ctx.out, flush=True)
+        else:
+            print(outcome, file=ctx.out, flush=True)
         outcomes.append(outcome)
     return outcomes

@@ -139,7 +139,10 @@ def _kops_create(ctx: Context) -> str:
         require(ctx.runner, kops.create_cluster(ctx.cfg, ctx.vpc_id))
         status = "created"
     if ctx.dry_run:
-        return status + write_spec(ctx)
+        spec = write_spec(ctx)
+        if spec:
+            ctx.note(spec.lstrip("; "))
+        return status
     # Attach our policies to the node role and allow ECR pulls: read, patch, replace only if changed.
     current = yaml.safe_load(require(ctx.runner, kops.get_cluster(ctx.cfg, as_yaml=True), capture=True).stdout) or {}
     patched = kops.patch_cluster_spec(current, ctx.policy_arns)
@@ -213,20 +216,48 @@ def _install(ctx: Context) -> str:
     return "CRDs, then the operator applied (server-side apply: re-running changes nothing)"
 
 
+def _zone_title(cfg: ClusterConfig) -> str:
+    if cfg.private_dns:
+        return f"private hosted zone {cfg.effective_dns_zone}"
+    return "DNS: none (no hosted zone; kops puts the API behind a Network Load Balancer)"
+
+
+def _zone_intent(cfg: ClusterConfig, verb: str) -> str:
+    if not cfg.private_dns:
+        return "would skip: dns: none needs no zone"
+    if verb == "create":
+        return f"would create private zone {cfg.effective_dns_zone} attached to the VPC, unless it exists"
+    return f"would delete zone {cfg.effective_dns_zone} and its records, if irisop created it"
+
+
+CHECK_INTENT = "would check kops, kubectl and the installed kops' Kubernetes range (AWS credentials not asked)"
+
+
 def create_steps(cfg: ClusterConfig) -> list[Step]:
-    zone = "gossip DNS (no hosted zone)" if cfg.gossip else f"private hosted zone {cfg.effective_dns_zone}"
     return [
-        Step("checking kops, kubectl and AWS credentials", check_tools),
-        Step(f"state bucket {cfg.state_store}", _guard(lambda c: state_bucket.ensure(c.aws, c.cfg))),
-        Step(f"VPC {cfg.vpc_cidr}", _guard(_vpc)),
-        Step(zone, _guard(lambda c: dns.ensure(c.aws, c.cfg, c.vpc_id))),
-        Step("ECR repositories", _guard(lambda c: registry.ensure(c.aws, c.cfg))),
-        Step("IAM policies (nodes: ECR pull; operator: S3 read + ECR push)", _guard(_policies)),
-        Step("admin instance", _guard(lambda c: admin.ensure(c.aws, c.cfg, c.vpc_id))),
-        Step(f"kops cluster {cfg.name}", _guard(_kops_create)),
-        Step("kops update cluster --yes", _guard(_kops_update)),
-        Step(f"kops validate cluster (up to {cfg.validate_timeout})", _guard(_kops_validate)),
-        Step("installing the CRD and the operator", _guard(_install)),
+        Step("checking kops, kubectl and AWS credentials", check_tools, CHECK_INTENT),
+        Step(f"state bucket {cfg.state_store}", _guard(lambda c: state_bucket.ensure(c.aws, c.cfg)),
+             "would create it unless it exists, then make sure versioning, encryption and the public access "
+             "block are on"),
+        Step(f"VPC {cfg.vpc_cidr}", _guard(_vpc),
+             f"would create the VPC and its internet gateway unless a VPC tagged irisop.dev/cluster={cfg.name} exists"),
+        Step(_zone_title(cfg), _guard(lambda c: dns.ensure(c.aws, c.cfg, c.vpc_id)), _zone_intent(cfg, "create")),
+        Step("ECR repositories", _guard(lambda c: registry.ensure(c.aws, c.cfg)),
+             f"would create {', '.join(registry.repositories(cfg))} unless they exist, with scan on push and the "
+             "lifecycle policy"),
+        Step("IAM policies (nodes: ECR pull; operator: S3 read + ECR push)", _guard(_policies),
+             "would create the policies, or a new default version where a document changed"),
+        Step("admin instance", _guard(lambda c: admin.ensure(c.aws, c.cfg, c.vpc_id)),
+             "would launch it unless it runs" if cfg.admin_instance else "would skip (admin_instance: false)"),
+        Step(f"kops cluster {cfg.name}", _guard(_kops_create),
+             "would run `kops create cluster` unless `kops get cluster` finds it, then `kops replace` the spec "
+             "if the node policies are missing"),
+        Step("kops update cluster --yes", _guard(_kops_update),
+             "would run `kops update cluster --yes --admin` (kops applies only what differs)"),
+        Step(f"kops validate cluster (up to {cfg.validate_timeout})", _guard(_kops_validate),
+             f"would wait up to {cfg.validate_timeout} for `kops validate cluster` to report the cluster healthy"),
+        Step("installing the CRD and the operator", _guard(_install),
+             "would apply the CRDs, wait until they are established, then apply the operator (server-side)"),
     ]
 
 
@@ -244,18 +275,23 @@ def _keep(ctx: Context, outcome: str) -> str:
 
 
 def delete_steps(cfg: ClusterConfig) -> list[Step]:
-    zone = "gossip DNS (no hosted zone)" if cfg.gossip else f"private hosted zone {cfg.effective_dns_zone}"
     return [
-        Step("checking kops, kubectl and AWS credentials", check_tools),
+        Step("checking kops, kubectl and AWS credentials", check_tools, CHECK_INTENT),
         # kops delete needs the state bucket, so it runs before the bucket step.
-        Step(f"kops cluster {cfg.name}", _guard(_kops_delete)),
-        Step("admin instance", _guard(lambda c: admin.delete(c.aws, c.cfg))),
-        Step("IAM policies", _guard(lambda c: iam.delete(c.aws, c.cfg))),
-        Step("ECR repositories", _guard(lambda c: _keep(c, registry.delete(c.aws, c.cfg, c.purge)))),
-        Step(zone, _guard(lambda c: dns.delete(c.aws, c.cfg))),
-        Step(f"VPC {cfg.vpc_cidr}", _guard(lambda c: network.delete(c.aws, c.cfg))),
+        Step(f"kops cluster {cfg.name}", _guard(_kops_delete),
+             "would run `kops delete cluster --yes` if `kops get cluster` finds it"),
+        Step("admin instance", _guard(lambda c: admin.delete(c.aws, c.cfg)),
+             "would terminate it and wait until it is gone, if it exists"),
+        Step("IAM policies", _guard(lambda c: iam.delete(c.aws, c.cfg)),
+             "would detach and delete the policies and their old versions, if they exist"),
+        Step("ECR repositories", _guard(lambda c: _keep(c, registry.delete(c.aws, c.cfg, c.purge))),
+             "would keep them (without --purge), or delete them with their images (--purge)"),
+        Step(_zone_title(cfg), _guard(lambda c: dns.delete(c.aws, c.cfg)), _zone_intent(cfg, "delete")),
+        Step(f"VPC {cfg.vpc_cidr}", _guard(lambda c: network.delete(c.aws, c.cfg)),
+             "would delete its gateway, route tables, subnets, security groups and the VPC, if it exists"),
         Step(f"state bucket {cfg.state_store}",
-             _guard(lambda c: _keep(c, state_bucket.delete(c.aws, c.cfg, c.purge)))),
+             _guard(lambda c: _keep(c, state_bucket.delete(c.aws, c.cfg, c.purge))),
+             "would keep it (without --purge), or delete every object version and the bucket (--purge)"),
     ]
 
 

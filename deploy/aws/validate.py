@@ -10,7 +10,7 @@ import ipaddress
 import re
 from functools import lru_cache
 
-from .config import GOSSIP_SUFFIX, ClusterConfig, ConfigError
+from .config import DNS_MODES, LOCAL_SUFFIX, ClusterConfig, ConfigError
 
 # Commercial-partition regions (GovCloud and China need other partitions and
 # credentials; they are deliberately out of scope of this bootstrap). The
@@ -121,18 +121,31 @@ def zone_problems(cfg: ClusterConfig) -> list[str]:
     return problems
 
 
+# What kops has taken away, and what to use instead: named in the one-line refusal.
+_REMOVED_DNS = {"gossip": "kops deprecated gossip DNS in 1.29 and refuses new gossip clusters from 1.37"}
+
+
+def dns_problems(cfg: ClusterConfig) -> list[str]:
+    allowed = f"allowed: {', '.join(DNS_MODES)}"
+    if cfg.dns not in DNS_MODES:
+        reason = _REMOVED_DNS.get(cfg.dns, "not a DNS mode this bootstrap creates")
+        return [f"dns {cfg.dns!r}: {reason}; {allowed}"]
+    return []
+
+
 def name_problems(cfg: ClusterConfig) -> list[str]:
     problems = dns_name_problems(cfg.name, "cluster name")
-    if problems or cfg.gossip:
-        if cfg.gossip and cfg.dns_zone:
-            problems.append(f"dns_zone {cfg.dns_zone!r}: a gossip cluster ({GOSSIP_SUFFIX}) uses no DNS zone; leave it empty")
+    if problems or not cfg.private_dns:
+        if cfg.dns_zone and not cfg.private_dns:
+            problems.append(f"dns_zone {cfg.dns_zone!r}: only used with dns: private; leave it empty or set dns: private")
         return problems
+    if cfg.name.endswith(LOCAL_SUFFIX):
+        return [f"cluster name {cfg.name!r}: a {LOCAL_SUFFIX} name cannot live in a Route53 zone; "
+                f"use dns: none, or a name inside dns_zone"]
     zone = cfg.effective_dns_zone
     problems += dns_name_problems(zone, "dns_zone")
     if not problems and not cfg.name.endswith("." + zone):
-        problems.append(
-            f"cluster name {cfg.name!r}: must be inside dns_zone {zone!r}, or end in {GOSSIP_SUFFIX} for gossip DNS"
-        )
+        problems.append(f"cluster name {cfg.name!r}: must be inside dns_zone {zone!r} (or use dns: none)")
     return problems
 
 
@@ -193,7 +206,7 @@ def misc_problems(cfg: ClusterConfig) -> list[str]:
 
 
 def problems(cfg: ClusterConfig) -> list[str]:
-    found = region_problems(cfg) + zone_problems(cfg) + name_problems(cfg) + size_problems(cfg) + misc_problems(cfg)
+    found = region_problems(cfg) + zone_problems(cfg) + dns_problems(cfg) + name_problems(cfg) + size_problems(cfg) + misc_problems(cfg)
     found += bucket_name_problems(cfg.effective_state_bucket, "state_bucket")
     found += bucket_name_problems(cfg.effective_model_bucket, "model_bucket")
     return found

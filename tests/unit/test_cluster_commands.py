@@ -13,7 +13,7 @@ from irisop_deploy.aws.gateway import Aws
 from irisop_deploy.aws.runner import DryRunRunner, Result
 from irisop_deploy.aws.state_bucket import create_bucket_params
 
-PRIVATE = ClusterConfig(name="iris.example.internal", zones=["eu-west-1a", "eu-west-1b", "eu-west-1c"],
+PRIVATE = ClusterConfig(name="iris.example.internal", dns="private", zones=["eu-west-1a", "eu-west-1b", "eu-west-1c"],
                         region="eu-west-1", node_count=3, control_plane_count=3)
 
 
@@ -31,10 +31,11 @@ def test_create_cluster_command_for_a_private_dns_cluster():
     ]
 
 
-def test_gossip_cluster_has_no_dns_flags_and_dry_run_asks_for_yaml():
-    cfg = ClusterConfig(kubernetes_version="v1.31.4", kops_channel="file:///opt/kops/stable")
+def test_default_dns_is_none_as_kops_136_recommends_and_dry_run_asks_for_yaml():
+    cfg = ClusterConfig(region="us-east-1", kubernetes_version="v1.31.4", kops_channel="file:///opt/kops/stable")
     argv = kops.create_cluster(cfg, None, dry_run_yaml=True, state="file:///tmp/s")
-    assert "--dns" not in argv and "--dns-zone" not in argv and "--network-id" not in argv
+    assert argv[argv.index("--dns") + 1] == "none"
+    assert "--dns-zone" not in argv and "--network-id" not in argv
     assert argv[argv.index("--state") + 1] == "file:///tmp/s"
     assert argv[argv.index("--channel") + 1] == "file:///opt/kops/stable"
     assert argv[argv.index("--kubernetes-version") + 1] == "1.31.4"
@@ -115,7 +116,13 @@ def test_dry_run_touches_no_aws_and_prints_every_write(tmp_path):
     assert "would call route53.create_hosted_zone(" in text
     assert "would run: kops create cluster --name iris.example.internal" in text
     assert "would run: kubectl --context iris.example.internal apply --server-side --kustomize" in text
-    assert text.count("(dry run: nothing changed)") == 11
+    # Every step is worded as a plan, never as an outcome it did not observe.
+    results = [line for line in text.splitlines() if line.startswith("      -> ")]
+    assert len(results) == len(steps.create_steps(PRIVATE))
+    assert all(line.startswith("      -> would ") for line in results), results
+    assert "-> would wait up to 15m for `kops validate cluster` to report the cluster healthy" in text
+    assert "created" not in "".join(results).replace("would create", "")
+    assert "healthy (dry run" not in text and "nothing changed)" not in text
 
 
 class _Failing:

@@ -106,9 +106,13 @@ def test_all_problems_are_reported_at_once(tmp_path):
     ({"keep_images": 0}, "keep_images 0"),
     ({"tags": {"aws:owner": "x"}}, "tag 'aws:owner'"),
     ({"name": "Iris_Cluster"}, "must be a lowercase DNS name"),
-    ({"name": "iris.k8s.local", "dns_zone": "example.internal"}, "gossip cluster"),
-    ({"name": "iris.example.com", "dns_zone": "example.internal"}, "must be inside dns_zone"),
-    ({"name": "example.internal", "dns_zone": "example.internal"}, "must be inside dns_zone"),
+    ({"name": "iris.k8s.local", "dns_zone": "example.internal"}, "dns_zone 'example.internal': only used with dns: private"),
+    ({"dns": "private", "name": "iris.example.com", "dns_zone": "example.internal"}, "must be inside dns_zone"),
+    ({"dns": "private", "name": "example.internal", "dns_zone": "example.internal"}, "must be inside dns_zone"),
+    ({"dns": "private", "name": "iris.k8s.local"}, "a .k8s.local name cannot live in a Route53 zone"),
+    ({"dns": "gossip"}, "dns 'gossip': kops deprecated gossip DNS in 1.29 and refuses new gossip clusters from 1.37; "
+                        "allowed: none, private"),
+    ({"dns": "public"}, "dns 'public': not a DNS mode this bootstrap creates; allowed: none, private"),
 ])
 def test_each_bad_value_is_named(values, expected):
     found = _problems(**values)
@@ -136,8 +140,9 @@ def test_s3_bucket_naming_rules(bucket, ok):
 
 
 def test_derived_names_follow_the_cluster_name():
-    cfg = ClusterConfig(name="iris.example.internal", region="us-east-1")
-    assert not cfg.gossip
+    assert ClusterConfig().effective_dns_zone == ""  # dns: none, kops 1.36's default
+    cfg = ClusterConfig(name="iris.example.internal", region="us-east-1", dns="private")
+    assert cfg.private_dns
     assert cfg.effective_dns_zone == "example.internal"
     assert cfg.effective_state_bucket == "irisop-state-iris-example-internal"
     assert cfg.effective_zones == ["us-east-1a"]

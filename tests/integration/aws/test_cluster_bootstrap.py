@@ -24,8 +24,8 @@ NAME = "iris.example.internal"
 
 
 def _cfg(**overrides) -> ClusterConfig:
-    return validate.check(ClusterConfig(name=NAME, region="us-east-1", zones=["us-east-1a", "us-east-1b"],
-                                        **overrides))
+    return validate.check(ClusterConfig(name=NAME, region="us-east-1", dns="private",
+                                        zones=["us-east-1a", "us-east-1b"], **overrides))
 
 
 def _run(cfg, action, recorder, **kw):
@@ -201,7 +201,7 @@ def test_admin_instance_and_region_specific_bucket(moto, kops_recorder, monkeypa
 
     c = _clients("eu-west-1")
     assert c["s3"].get_bucket_location(Bucket=cfg.effective_state_bucket)["LocationConstraint"] == "eu-west-1"
-    assert "gossip DNS" in out and c["route53"].list_hosted_zones()["HostedZones"] == []
+    assert "DNS: none (no hosted zone" in out and c["route53"].list_hosted_zones()["HostedZones"] == []
     reservations = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [cfg.admin_instance_name]}])
     (instance,) = [i for r in reservations["Reservations"] for i in r["Instances"]]
     assert instance["MetadataOptions"]["HttpTokens"] == "required"
@@ -210,7 +210,7 @@ def test_admin_instance_and_region_specific_bucket(moto, kops_recorder, monkeypa
     assert "apt-get install -y --no-install-recommends git podman" in script
     assert "kops/releases/download/v1.36.2/kops-linux-" in script and "/release/v1.36.3/bin/linux/" in script
     create = next(a for a in kops_recorder.commands if a[:3] == ["kops", "create", "cluster"])
-    assert "--dns" not in create  # gossip
+    assert create[create.index("--dns") + 1] == "none" and "--dns-zone" not in create
 
     _, out = _run(cfg, "create", kops_recorder)
     assert "admin instance ... already exists" in out
@@ -244,7 +244,8 @@ def test_dry_run_makes_no_aws_call(moto, kops_recorder, tmp_path):
     (["--state-bucket", "Bad_Bucket"], "state_bucket 'Bad_Bucket'"),
     (["--zones", "eu-west-1a"], "not an availability zone of region us-east-1"),
     (["--node-count", "0"], "node_count 0: must be at least 1"),
-    (["--name", "iris.example.com", "--dns-zone", "other.internal"], "must be inside dns_zone"),
+    (["--name", "iris.example.com", "--dns", "private", "--dns-zone", "other.internal"], "must be inside dns_zone"),
+    (["--dns", "gossip"], "dns 'gossip': kops deprecated gossip DNS in 1.29"),
 ])
 def test_bad_values_fail_before_any_aws_call(moto, capsys, flags, problem):
     code = irisop(["cluster", "create", *flags])
@@ -258,7 +259,7 @@ def test_region_from_the_shell_is_used_and_printed(moto, kops_recorder, monkeypa
     monkeypatch.setenv("AWS_REGION", "eu-west-1")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
 
-    code = irisop(["cluster", "create", "--dry-run", "--name", "iris.example.internal"])
+    code = irisop(["cluster", "create", "--dry-run", "--name", "iris.example.internal", "--dns", "private"])
 
     out = capsys.readouterr().out
     assert code == 0, out

@@ -56,7 +56,7 @@ def real_kops(moto, monkeypatch, tmp_path_factory) -> SubprocessRunner:
 def _cfg(**overrides) -> ClusterConfig:
     channel = KOPS_HOME / "channels" / "stable"
     return validate.check(ClusterConfig(
-        name="iris.example.internal", region="us-east-1", zones=["us-east-1a", "us-east-1b"], node_count=3,
+        name="iris.example.internal", region="us-east-1", dns="private", zones=["us-east-1a", "us-east-1b"], node_count=3,
         kops_channel=f"file://{channel}", **overrides))
 
 
