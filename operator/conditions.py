@@ -157,7 +157,8 @@ def desired_status(current: Mapping[str, Any], facts: StatusFacts, now: str | No
             # The previous version keeps serving; say so rather than hiding it.
             ready = Condition(READY, True, SERVING, f"{rollout.message}; serving the previous version")
     elif rollout.stalled:
-        degraded = Condition(DEGRADED, True, ROLLOUT_STALLED, rollout.message)
+        # RolloutStalled (the progress deadline), or the refusal kind the new pods gave (issue 13.2).
+        degraded = Condition(DEGRADED, True, rollout.reason, rollout.message)
     else:
         degraded = Condition(DEGRADED, False, AS_EXPECTED, "")
     new: dict[str, Any] = {

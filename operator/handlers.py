@@ -113,7 +113,8 @@ def reconciler() -> Reconciler:
             settings = get_settings()
             _settle = Debouncer(settings.settle_seconds, _resync_latest, name="irisop-settle")
             _reconciler = Reconciler(settings, live=_lookup, emit=kube.post_event, api=_RecordingKube(),
-                                     defer=lambda key, body: _settle.submit(key, key))
+                                     defer=lambda key, body: _settle.submit(key, key),
+                                     requeue=lambda key, body: _settle.submit(key, key))
         return _reconciler
 
 

@@ -1,22 +1,25 @@
-"""What the pods of a stalled rollout say about why (pure, unit-tested).
+"""What the newest pods of a rollout say about why they are not ready (pure, unit-tested).
 
-A stalled Deployment only knows "no progress"; the reason users need is in
-its newest pods: a waiting reason (ErrImagePull, CrashLoopBackOff, …), the
-last termination message, or — for a model that passes every check but does
-not load — the serving container's own line "model not ready: <reason>",
-which it logs while its readiness gate keeps the pod out of the Service
-(the kubelet does not put HTTP probe bodies into events). The operator reads
-these only once a rollout has stalled, so a healthy cluster costs nothing.
+A Deployment only knows "no progress"; the reason users need is in its
+newest pods: a waiting reason (ErrImagePull, CrashLoopBackOff, …), the last
+termination message, or — for a model that passes every operator-side check
+but not the serving container's — its own line "model not ready: <reason>",
+which it logs while its readiness gate keeps the pod out of the Service (the
+kubelet does not put HTTP probe bodies into events). That line also says
+whether the refusal is permanent (serving/contract.py, NOT_READY_MARKER):
+the operator reports a permanent one as Degraded at once, anything else only
+once the rollout has stalled. Pods are read only while a rollout has not
+finished, so a healthy cluster costs nothing.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
+
+from irisop_serving.contract import NOT_READY_MARKER, Refusal, parse_not_ready
 
 from . import names
 
-# Logged by irisop_serving.service.load_state when the model is refused.
-NOT_READY_MARKER = "model not ready: "
 MAX_MESSAGE = 400
 
 
@@ -61,15 +64,48 @@ def clue(pod: Mapping[str, Any]) -> PodClue:
     return PodClue(name, None, False)
 
 
-def reason_from_log(text: str) -> str | None:
-    """The serving container's last "model not ready" reason in a log tail."""
+def reason_from_log(text: str) -> Refusal | None:
+    """The serving container's last "model not ready" line in a log tail, parsed."""
     for line in reversed(text.splitlines()):
-        at = line.find(NOT_READY_MARKER)
-        if at != -1:
-            return _short(line[at:].strip())
+        found = parse_not_ready(line)
+        if found is not None:
+            return Refusal(reason=_short(found.reason, MAX_MESSAGE - len(NOT_READY_MARKER)), kind=found.kind)
     return None
 
 
-def _short(text: str) -> str:
+@dataclass(frozen=True)
+class Finding:
+    """Why one pod of the new revision is not ready, as the condition will say it."""
+
+    pod: str
+    reason: str
+    kind: str | None = None  # the refusal kind when the serving container says it is permanent
+
+    @property
+    def permanent(self) -> bool:
+        return self.kind is not None
+
+
+def explain(pods: Sequence[Mapping[str, Any]], read_log: Callable[[str], str]) -> Finding | None:
+    """The best explanation the new revision's pods give: a permanent refusal first, else the first clue.
+
+    ``read_log(pod_name)`` returns the serving container's log tail; it is only
+    called for pods that run but are not ready.
+    """
+    first: Finding | None = None
+    for pod in pods:
+        found = clue(pod)
+        finding = Finding(found.pod, found.reason) if found.reason else None
+        if found.read_log:
+            refusal = reason_from_log(read_log(found.pod))
+            if refusal is not None:
+                finding = Finding(found.pod, refusal.text(), refusal.kind)
+        if finding is not None and finding.permanent:
+            return finding
+        first = first or finding
+    return first
+
+
+def _short(text: str, limit: int = MAX_MESSAGE) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"

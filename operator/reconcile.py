@@ -13,7 +13,6 @@ child event never touches S3 or a registry.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -22,9 +21,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from . import conditions as c
-from . import kube, names, podfacts
+from irisop_serving.contract import REFUSAL_KINDS
+
+from . import kube, names
 from .builders import Owner, build_children
 from .drift import needs_apply
+from .newpods import NewPodsInspector
 from .pipeline import ImageResult, ModelSource, PipelineError, VerifiedArtifact
 from .settings import Settings
 from .spec import IrisModelSpec, SpecError, parse_spec
@@ -89,7 +91,8 @@ class Outcome:
 
 class Reconciler:
     def __init__(self, settings: Settings, live: LiveLookup, emit: EventSink, pipeline: Pipeline | None = None,
-                 api: Any = kube, defer: Callable[[tuple[str, str], Mapping[str, Any]], None] | None = None):
+                 api: Any = kube, defer: Callable[[tuple[str, str], Mapping[str, Any]], None] | None = None,
+                 requeue: Callable[[tuple[str, str], Mapping[str, Any]], None] | None = None):
         self.settings = settings
         self.live = live
         self.emit = emit
@@ -99,6 +102,10 @@ class Reconciler:
         # passes a Debouncer so the burst of Deployment events that follows an
         # apply costs one status write; the default publishes at once.
         self.defer = defer or (lambda key, body: self.resync_children(body))
+        # How a resync asks to run again soon: while a rollout is unfinished its
+        # new pods are re-read (NewPodsInspector). The default never re-runs.
+        self.requeue = requeue or (lambda key, body: None)
+        self.new_pods = NewPodsInspector(api)
         # One reconcile per IrisModel at a time: child events and spec changes
         # arrive on different threads and must not publish stale status.
         self._locks: dict[Key, threading.Lock] = {}
@@ -134,6 +141,7 @@ class Reconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is remembered about every incarnation of namespace/name."""
+        self.new_pods.forget(namespace, name)
         for store in (self._published, self._served, self._outcome, self._locks):
             # list(): a snapshot, as other threads add keys meanwhile.
             for key in [k for k in list(store) if k[:2] == (namespace, name)]:
@@ -203,9 +211,9 @@ class Reconciler:
                        served: ServedVersion) -> None:
         owner = Owner.from_body(body)
         outcome = self.outcome(body)
-        rollout = c.observe_rollout(deployment, served.image)
-        if rollout.stalled:
-            rollout = self.explain_stall(owner, rollout, served)
+        rollout, look_again = self.new_pods.explain(owner.namespace, owner.name,
+                                                    c.observe_rollout(deployment, served.image), served.sha256)
+        degraded_before = c.condition(self.current_status(body), c.DEGRADED)
         facts = c.StatusFacts(
             generation=int(body["metadata"].get("generation", 0)),
             selector=names.selector_string(owner.name),
@@ -217,23 +225,11 @@ class Reconciler:
             blocking=outcome.blocking,
         )
         self._write_status(body, facts)
-
-    def explain_stall(self, owner: Owner, rollout: c.Rollout, served: ServedVersion) -> c.Rollout:
-        """Prefix a stalled rollout's message with what its newest pods say."""
-        try:
-            pods = podfacts.new_revision_pods(
-                self.api.list_pods(owner.namespace, names.selector_string(owner.name)), served.sha256)
-            for pod in pods:
-                found = podfacts.clue(pod)
-                reason = found.reason
-                if found.read_log:
-                    reason = podfacts.reason_from_log(
-                        self.api.pod_log_tail(owner.namespace, found.pod, names.CONTAINER_NAME))
-                if reason:
-                    return dataclasses.replace(rollout, message=f"pod {found.pod}: {reason}; {rollout.message}")
-        except kube.KubeError as exc:  # the explanation is a courtesy: never fail the status for it
-            log.info("cannot read pods of %s/%s: %s", owner.namespace, owner.name, exc)
-        return rollout
+        if rollout.reason in REFUSAL_KINDS and outcome.blocking is None and (
+                degraded_before.get("reason"), degraded_before.get("message")) != (rollout.reason, rollout.message):
+            self.emit(body, "Warning", rollout.reason, rollout.message)  # the new pods refuse this model
+        if look_again:
+            self.requeue((owner.namespace, owner.name), body)
 
     # ---- state --------------------------------------------------------
 

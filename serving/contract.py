@@ -105,3 +105,57 @@ def parse_metadata(doc: Mapping[str, Any]) -> ArtifactMetadata:
 def sklearn_compatible(trained_with: str, running: str) -> bool:
     """Pickled scikit-learn estimators are only supported on the same minor release."""
     return trained_with.split(".")[:2] == running.split(".")[:2]
+
+
+# ---- Why a serving pod is not ready: the serving container -> the operator ----
+# The container cannot write to the API (it has no token), and the kubelet does
+# not copy HTTP probe bodies into events, so while /readyz refuses it logs one
+# line, which the operator reads from the newest pods of a rollout:
+#
+#   model not ready: <reason>                        transient: time or a restart may help
+#   model not ready: <reason> [permanent <Kind>]     permanent: this artifact/pod spec will never serve
+#
+# <Kind> is a CamelCase condition reason; the operator reports a permanent
+# refusal as Degraded=<Kind> at once and a transient one only when the
+# rollout's progress deadline passes. Everything about an artifact is
+# permanent (a pod's image never changes); only a load that did not get to
+# finish (a timeout, a killed child process) is transient.
+NOT_READY_MARKER = "model not ready: "
+MODEL_REJECTED = "ModelRejected"  # not loadable, not a classifier, wrong sha256/versions/shape, bad settings
+QUALITY_GATE_FAILED = "QualityGateFailed"  # held-out accuracy below minAccuracy, or not what model.json claims
+CHECK_SET_INVALID = "CheckSetInvalid"  # the held-out rows are missing or malformed
+REFUSAL_KINDS: tuple[str, ...] = (MODEL_REJECTED, QUALITY_GATE_FAILED, CHECK_SET_INVALID)
+_PERMANENT_TAG = re.compile(r"\s*\[permanent (?P<kind>[A-Z][A-Za-z]*)\]\s*$")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One "model not ready" line, parsed."""
+
+    reason: str  # without the marker and the tag
+    kind: str | None  # a REFUSAL_KINDS value when permanent, None when transient
+
+    @property
+    def permanent(self) -> bool:
+        return self.kind is not None
+
+    def text(self) -> str:
+        """What users read: "model not ready: <reason>"."""
+        return NOT_READY_MARKER + self.reason
+
+
+def not_ready_line(reason: str, kind: str | None) -> str:
+    """The log line the serving container writes when it refuses readiness."""
+    reason = " ".join(reason.split())  # one line, whatever the exception text held
+    return NOT_READY_MARKER + reason + (f" [permanent {kind}]" if kind else "")
+
+
+def parse_not_ready(line: str) -> Refusal | None:
+    """The refusal in a log line (log prefixes before the marker are ignored)."""
+    at = line.find(NOT_READY_MARKER)
+    if at == -1:
+        return None
+    rest = line[at + len(NOT_READY_MARKER):].rstrip()
+    tag = _PERMANENT_TAG.search(rest)
+    kind = tag.group("kind") if tag and tag.group("kind") in REFUSAL_KINDS else None
+    return Refusal(reason=rest[: tag.start()] if kind else rest, kind=kind)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+from .contract import MODEL_REJECTED
+
 
 class ServingError(Exception):
     """Base class: carries what the client needs to fix the request."""
@@ -56,7 +58,17 @@ class ModelNotReady(ServingError):
 
 
 class ModelLoadError(Exception):
-    """A start-up check of the model artifact failed (not a request error)."""
+    """A start-up check of the model artifact failed (not a request error).
+
+    ``kind`` says whether retrying can help: a contract refusal kind
+    (``MODEL_REJECTED``, ...) for a permanent failure, None for a transient
+    one. It goes into the "model not ready" log line the operator reads
+    (serving/contract.py, NOT_READY_MARKER).
+    """
+
+    def __init__(self, message: str, kind: str | None = MODEL_REJECTED) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def http_response(exc: ServingError) -> tuple[int, dict[str, Any]]:

@@ -163,7 +163,12 @@ def extract_in_child(path: Path, fmt: str) -> dict[str, Any]:
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=EXTRACT_TIMEOUT, check=False, cwd=cwd)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ModelLoadError(f"loading {path.name} in a child process failed: {exc}") from exc
+        # The load did not get to finish (a busy node, no process slots): not a verdict on the model.
+        raise ModelLoadError(f"loading {path.name} in a child process failed: {exc}", kind=None) from exc
+    if proc.returncode < 0:
+        # Killed by a signal (the OOM killer, a node shutting down): not the model's own answer.
+        raise ModelLoadError(f"loading {path.name}: the child process was killed by signal {-proc.returncode}",
+                             kind=None)
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines()
         raise ModelLoadError(lines[-1] if lines else f"loading {path.name} failed with exit code {proc.returncode}")

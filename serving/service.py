@@ -21,7 +21,7 @@ import orjson
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from .contract import CLASSES, FEATURES
+from .contract import CLASSES, FEATURES, not_ready_line
 from .errors import ModelLoadError, ModelNotReady, ServingError, http_response
 from .loader import LoadedModel, load_model, sklearn_version
 from .middleware import EdgeMiddleware
@@ -82,7 +82,8 @@ def load_state(state: ModelState) -> None:
         model = load_model(settings.model_dir, settings.expected_sha256)
     except ModelLoadError as exc:
         state.ready, state.reason, state.model = False, str(exc), None
-        logger.error("model not ready: %s", exc)
+        # The operator reads this line: permanent refusals degrade the IrisModel at once.
+        logger.error("%s", not_ready_line(str(exc), exc.kind))
         return
     state.model, state.info = model, _build_info(model)
     state.ready, state.reason = True, "ok"

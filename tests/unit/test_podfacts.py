@@ -51,8 +51,44 @@ def test_unschedulable_pod_says_so():
 def test_reason_from_log_takes_the_last_not_ready_line_and_keeps_it_short():
     log = "\n".join(["INFO starting", "ERROR model not ready: old reason", "x",
                      "2026 ERROR irisop model not ready: cannot load model.joblib: UnpicklingError: " + "z" * 900])
-    reason = podfacts.reason_from_log(log)
-    assert reason.startswith("model not ready: cannot load model.joblib: UnpicklingError")
-    assert len(reason) <= podfacts.MAX_MESSAGE
+    refusal = podfacts.reason_from_log(log)
+    assert refusal.text().startswith("model not ready: cannot load model.joblib: UnpicklingError")
+    assert len(refusal.text()) <= podfacts.MAX_MESSAGE
+    assert refusal.kind is None  # no permanent tag: transient
     assert podfacts.reason_from_log("INFO all good") is None
     assert podfacts.reason_from_log("") is None
+
+
+def test_a_permanent_refusal_carries_its_kind_and_the_tag_never_reaches_users():
+    from irisop_serving.contract import MODEL_REJECTED, not_ready_line
+
+    log = "INFO x\n2026-12-01 ERROR irisop " + not_ready_line("dict has no predict_proba", MODEL_REJECTED) + "\n"
+    refusal = podfacts.reason_from_log(log)
+    assert refusal.kind == MODEL_REJECTED and refusal.permanent
+    assert refusal.text() == "model not ready: dict has no predict_proba"
+
+
+def test_an_unknown_kind_is_not_taken_for_permanent():
+    refusal = podfacts.reason_from_log("model not ready: x [permanent NoSuchKind]")
+    assert refusal.kind is None and refusal.reason == "x [permanent NoSuchKind]"
+
+
+def test_explain_prefers_a_permanent_refusal_and_reads_logs_only_of_running_unready_pods():
+    from irisop_serving.contract import QUALITY_GATE_FAILED, not_ready_line
+
+    pulling = pod("a", containers=[{"name": "predictor", "ready": False,
+                                    "state": {"waiting": {"reason": "ErrImagePull", "message": "timeout"}}}])
+    refusing = pod("b", containers=[running()])
+    ready = pod("c", containers=[running(ready=True)])
+    asked = []
+
+    def read_log(name):
+        asked.append(name)
+        return not_ready_line("accuracy 0.600 below 0.900", QUALITY_GATE_FAILED)
+
+    found = podfacts.explain([pulling, ready, refusing], read_log)
+    assert found == podfacts.Finding("b", "model not ready: accuracy 0.600 below 0.900", QUALITY_GATE_FAILED)
+    assert asked == ["b"]
+    only_pulling = podfacts.explain([pulling], read_log)
+    assert only_pulling == podfacts.Finding("a", "predictor: ErrImagePull: timeout") and not only_pulling.permanent
+    assert podfacts.explain([pod("d", containers=[running()])], lambda name: "INFO loading") is None

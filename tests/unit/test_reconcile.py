@@ -51,6 +51,13 @@ class FakeAPI:
     def live(self, kind, namespace, name):
         return self.objects.get((kind, namespace, name))
 
+    # Pods are read while a rollout is unfinished; tests that care replace these.
+    def list_pods(self, namespace, selector):
+        return []
+
+    def pod_log_tail(self, namespace, pod, container):
+        return ""
+
 
 class FakePipeline:
     def __init__(self, sha=SHA1, fail=None):

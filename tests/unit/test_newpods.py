@@ -1,0 +1,125 @@
+"""Fast Degraded (issue 13.2): the new pods' permanent refusal is reported without waiting for the deadline.
+
+The Reconciler runs with the recording fake API of test_reconcile; the clock
+is injected, so the read throttle is tested without sleeping.
+"""
+from __future__ import annotations
+
+import pytest
+
+from irisop_operator import conditions as c
+from irisop_operator.newpods import NewPodsInspector
+from irisop_operator.reconcile import Reconciler
+from irisop_operator.settings import Settings
+from irisop_serving.contract import MODEL_REJECTED, not_ready_line
+from tests.unit.test_reconcile import SHA1, FakeAPI, FakePipeline, body
+
+NEW_POD = {"metadata": {"name": "iris-new", "annotations": {"ml.irisop.dev/model-sha256": SHA1}},
+           "status": {"containerStatuses": [{"name": "predictor", "ready": False, "state": {"running": {}}}]}}
+STALLED = [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+            "message": 'ReplicaSet "iris-abc" has timed out progressing.'}]
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def world():
+    api, events, requeued, clock = FakeAPI(), [], [], Clock()
+    api.reads = 0
+    rec = Reconciler(Settings(default_repository="reg.local/iris"), live=api.live,
+                     emit=lambda b, t, r, m: events.append((t, r, m)), pipeline=FakePipeline(), api=api,
+                     requeue=lambda key, b: requeued.append(key))
+    rec.new_pods = NewPodsInspector(api, interval=3.0, clock=clock)
+    rec.reconcile(body())
+    clock.now += 10  # the first look (no pods yet) is long past
+    requeued.clear()
+    return rec, api, events, requeued, clock
+
+
+def _rolling(api, log, conditions=()):
+    """One old pod serves, the surge pod of the new revision runs but is not ready."""
+    dep = api.objects[("Deployment", "ml", "iris")]
+    dep["status"] = {"observedGeneration": 1, "replicas": 2, "readyReplicas": 1, "updatedReplicas": 1,
+                     "availableReplicas": 1, "conditions": list(conditions)}
+
+    def list_pods(namespace, selector):
+        api.reads += 1
+        return [NEW_POD]
+
+    api.list_pods = list_pods
+    api.pod_log_tail = lambda namespace, pod, container: log
+
+
+def test_a_permanent_refusal_degrades_at_once_with_the_pods_reason(world):
+    rec, api, events, requeued, _ = world
+    _rolling(api, "INFO starting\nERROR irisop " + not_ready_line("dict has no predict_proba", MODEL_REJECTED))
+    rec.resync_children(body())
+    degraded = c.condition(api.status, c.DEGRADED)
+    assert (degraded["status"], degraded["reason"]) == ("True", MODEL_REJECTED)
+    assert degraded["message"] == "pod iris-new: model not ready: dict has no predict_proba"
+    assert "[permanent" not in degraded["message"]
+    assert c.condition(api.status, c.READY)["status"] == "False"
+    assert ("Warning", MODEL_REJECTED, degraded["message"]) in events
+    assert requeued == []  # nothing left to wait for: the rollout stays held until the spec changes
+    # The Deployment is not touched: its template still names the new version.
+    writes = len(api.writes)
+    rec.resync_children(body())
+    assert len(api.writes) == writes and sum(e[1] == MODEL_REJECTED for e in events) == 1
+
+
+def test_a_transient_refusal_waits_for_the_deadline(world):
+    rec, api, events, requeued, clock = world
+    _rolling(api, "ERROR irisop " + not_ready_line("loading model.joblib in a child process failed: timed out", None))
+    rec.resync_children(body())
+    assert c.condition(api.status, c.DEGRADED)["status"] == "False"
+    assert requeued == [("ml", "iris")]  # keep looking while the rollout is unfinished
+
+    _rolling(api, "ERROR irisop " + not_ready_line("loading model.joblib in a child process failed: timed out", None),
+             conditions=STALLED)
+    rec.resync_children(body())
+    degraded = c.condition(api.status, c.DEGRADED)
+    assert (degraded["status"], degraded["reason"]) == ("True", c.ROLLOUT_STALLED)
+    assert degraded["message"].startswith("pod iris-new: model not ready: loading model.joblib")
+
+
+def test_a_permanent_refusal_keeps_its_reason_after_the_deadline(world):
+    rec, api, _, _, _ = world
+    _rolling(api, not_ready_line("dict has no predict_proba", MODEL_REJECTED), conditions=STALLED)
+    rec.resync_children(body())
+    degraded = c.condition(api.status, c.DEGRADED)
+    assert degraded["reason"] == MODEL_REJECTED
+    assert degraded["message"].startswith("pod iris-new: model not ready: dict has no predict_proba; rollout made no")
+
+
+def test_pods_are_read_at_most_once_per_interval_and_the_finding_is_kept(world):
+    rec, api, _, requeued, clock = world
+    _rolling(api, "INFO still loading")
+    rec.resync_children(body())
+    assert api.reads == 1
+    api.pod_log_tail = lambda namespace, pod, container: not_ready_line("dict has no predict_proba", MODEL_REJECTED)
+    clock.now += 1.0
+    rec.resync_children(body())
+    assert api.reads == 1 and c.condition(api.status, c.DEGRADED)["status"] == "False"
+    clock.now += 2.5
+    rec.resync_children(body())
+    assert api.reads == 2 and c.condition(api.status, c.DEGRADED)["reason"] == MODEL_REJECTED
+    clock.now += 1.0  # within the interval the remembered refusal holds: no flapping back to AsExpected
+    rec.resync_children(body())
+    assert api.reads == 2 and c.condition(api.status, c.DEGRADED)["reason"] == MODEL_REJECTED
+
+
+def test_a_finished_rollout_reads_no_pods(world):
+    rec, api, _, requeued, _ = world
+    dep = api.objects[("Deployment", "ml", "iris")]
+    dep["status"] = {"observedGeneration": 1, "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1,
+                     "availableReplicas": 1}
+    api.list_pods = lambda namespace, selector: pytest.fail("pods read although every pod is ready")
+    requeued.clear()
+    rec.resync_children(body())
+    assert c.condition(api.status, c.READY)["status"] == "True" and requeued == []
