@@ -24,6 +24,7 @@ def execute(
     *,
     dry_run: bool = False,
     purge: bool = False,
+    keep_discovery_bucket: bool = False,
     manifests: Path = DEFAULT_MANIFESTS,
     spec_out: Path | None = None,
     spec_runner: Runner | None = None,
@@ -34,6 +35,7 @@ def execute(
     ctx = plan.Context(
         cfg=cfg, aws=Aws(cfg.region, dry_run=dry_run, out=out), runner=runner, manifests=manifests,
         dry_run=dry_run, purge=purge, spec_out=spec_out, spec_runner=spec_runner, out=out,
+        keep_discovery_bucket=keep_discovery_bucket,
     )
     ctx.say(f"{'Dry run: would ' if dry_run else ''}{action} cluster {cfg.name} in {cfg.region} "
             f"(region from {cfg.region_source})")

@@ -41,6 +41,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     delete = sub.add_parser("delete", help="delete the cluster and what create made, in reverse order")
     _add_config_flags(delete)
     delete.add_argument("--dry-run", action="store_true", help="print every AWS call and command; change nothing")
+    delete.add_argument("--keep-discovery-bucket", action="store_true",
+                        help="keep the IRSA discovery bucket (its OIDC documents), e.g. to re-create the cluster "
+                             "under the same issuer")
     delete.add_argument("--purge", action="store_true",
                         help="also delete the versioned state bucket and the ECR repositories with their images")
     config = sub.add_parser("config", help="print the defaults, or check a configuration file without touching AWS")
@@ -97,6 +100,7 @@ def _run_plan(cfg: ClusterConfig, args: argparse.Namespace) -> int:
         execute(
             cfg, args.cluster_command, DryRunRunner() if args.dry_run else real,
             dry_run=args.dry_run, purge=getattr(args, "purge", False),
+            keep_discovery_bucket=getattr(args, "keep_discovery_bucket", False),
             manifests=getattr(args, "manifests", DEFAULT_MANIFESTS),
             spec_out=(args.spec_out or Path(f"{cfg.name}.kops.yaml")) if args.cluster_command == "create" and args.dry_run else None,
             spec_runner=real,

@@ -42,6 +42,9 @@ class ClusterConfig:
                            "AWS_DEFAULT_REGION, then the profile's region)")
     zones: list[str] = _opt([], "availability zones for nodes (empty: the region's 'a' zone)")
     state_bucket: str = _opt("", "S3 bucket for the kops state store (empty: irisop-state-<cluster name with dashes>)")
+    discovery_bucket: str = _opt("", "S3 bucket for the service-account issuer's OIDC documents (IRSA); public-read on "
+                                     "those two documents only, never the state bucket (empty: irisop-oidc-<cluster "
+                                     "name with dashes>)")
     dns: str = _opt("none", "how clients and nodes find the API: none (kops 1.36's default: the API behind an AWS "
                             "Network Load Balancer, no DNS zone) or private (a Route53 private zone attached to the VPC)")
     dns_zone: str = _opt("", "with dns: private, the Route53 private zone (empty: the cluster name minus its first label)")
@@ -69,7 +72,6 @@ class ClusterConfig:
                              "(default: deploy/versions.env)")
     validate_timeout: str = _opt("15m", "how long `kops validate cluster --wait` waits for a healthy cluster")
     operator_image_tag: str = _opt("0.1.0", "tag of the operator image in operator_repository")
-    operator_role_arn: str = _opt("", "IAM role for the operator's ServiceAccount via IRSA (empty: no IRSA; the node role carries the operator policy)")
     tags: dict[str, str] = _opt({"app.kubernetes.io/part-of": "irisop"}, "tags put on every AWS resource created")
     # Not a setting: where `region` came from, printed by create/delete/config.
     region_source: str = field(default="configuration", compare=False, metadata={"internal": True})
@@ -92,6 +94,15 @@ class ClusterConfig:
     @property
     def effective_state_bucket(self) -> str:
         return self.state_bucket or f"irisop-state-{self.slug}"[:63].rstrip("-")
+
+    @property
+    def effective_discovery_bucket(self) -> str:
+        return self.discovery_bucket or f"irisop-oidc-{self.slug}"[:63].rstrip("-")
+
+    @property
+    def discovery_store(self) -> str:
+        """kops' `--discovery-store`; kops publishes under <store>/<cluster name>/."""
+        return f"s3://{self.effective_discovery_bucket}"
 
     @property
     def effective_model_bucket(self) -> str:

@@ -49,7 +49,8 @@ def ensure_one(aws: Aws, cfg: ClusterConfig, name: str, document: dict) -> tuple
             Description=f"irisop {cfg.name}: least-privilege policy (generated)",
             Tags=[{"Key": k, "Value": v} for k, v in sorted(cfg.aws_tags().items())],
         )
-        return f"{name}: created", created["Policy"]["Arn"]
+        # A dry run's placeholder answer names no policy: use the ARN IAM would derive.
+        return f"{name}: created", placeholder_arn(name) if aws.dry_run else created["Policy"]["Arn"]
     arn = policy["Arn"]
     current = aws.read("iam", "get_policy_version", PolicyArn=arn, VersionId=policy["DefaultVersionId"]) or {}
     if current.get("PolicyVersion", {}).get("Document") == document:
@@ -62,12 +63,17 @@ def ensure_one(aws: Aws, cfg: ClusterConfig, name: str, document: dict) -> tuple
     return f"{name}: already exists; new default version", arn
 
 
-def ensure(aws: Aws, cfg: ClusterConfig, account: str) -> tuple[str, list[str]]:
-    statuses, arns = [], []
+def placeholder_arn(name: str, account: str = "000000000000") -> str:
+    """The ARN a policy would get (dry run): IAM derives it from account, path and name."""
+    return f"arn:aws:iam::{account}:policy{PATH}{name}"
+
+
+def ensure(aws: Aws, cfg: ClusterConfig, account: str) -> tuple[str, dict[str, str]]:
+    """Return (status, {policy name: ARN})."""
+    statuses, arns = [], {}
     for name, document in documents(cfg, account).items():
-        status, arn = ensure_one(aws, cfg, name, document)
+        status, arns[name] = ensure_one(aws, cfg, name, document)
         statuses.append(status)
-        arns.append(arn)
     return "; ".join(statuses), arns
 
 
@@ -78,7 +84,7 @@ def delete(aws: Aws, cfg: ClusterConfig) -> str:
         if policy is None and not aws.dry_run:
             done.append(f"{name}: not found")
             continue
-        arn = policy["Arn"] if policy else f"arn:aws:iam::000000000000:policy{PATH}{name}"
+        arn = policy["Arn"] if policy else placeholder_arn(name)
         # IAM refuses to delete a policy that is still attached or has extra versions.
         entities = aws.read("iam", "list_entities_for_policy", PolicyArn=arn) or {}
         for role in entities.get("PolicyRoles", []):

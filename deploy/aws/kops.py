@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from . import irsa
 from .config import ClusterConfig
 
 Argv = list[str]
@@ -44,6 +45,9 @@ def create_cluster(cfg: ClusterConfig, vpc_id: str | None, *, dry_run_yaml: bool
     if vpc_id:
         argv += ["--network-id", vpc_id]
     argv += ["--network-cidr", cfg.vpc_cidr]
+    # IRSA: kops publishes the issuer's OIDC documents there and sets
+    # serviceAccountIssuerDiscovery.enableAWSOIDCProvider (new_cluster.go).
+    argv += ["--discovery-store", cfg.discovery_store]
     if cfg.kops_channel:
         argv += ["--channel", cfg.kops_channel]
     tags = cfg.aws_tags()
@@ -95,22 +99,35 @@ def kubectl_apply(cfg: ClusterConfig, kustomize_dir: str) -> Argv:
     return ["kubectl", "--context", cfg.name, "apply", "--server-side", "--kustomize", kustomize_dir]
 
 
-def patch_cluster_spec(spec: dict[str, Any], node_policy_arns: list[str]) -> dict[str, Any]:
-    """Attach our node policies and allow ECR pulls; return a new dict (input untouched).
+def patch_cluster_spec(spec: dict[str, Any], cfg: ClusterConfig, node_policy_arn: str,
+                       operator_policy_arn: str) -> dict[str, Any]:
+    """What the bootstrap asks of the cluster spec; a new dict (input untouched), idempotent.
 
-    `externalPolicies.node` attaches customer-managed policies to the nodes'
-    instance role (kops docs: "IAM roles"); `allowContainerRegistry` is kops'
-    own switch for ECR read access. Both are no-ops when already present, so
-    the patch is idempotent and the caller can skip `kops replace` when the
-    result equals the input.
+    - `serviceAccountIssuerDiscovery`: the issuer's OIDC documents in the
+      discovery bucket, and an IAM OIDC provider trusting them (IRSA);
+    - `iam.serviceAccountExternalPermissions`: the operator policy for the
+      operator's ServiceAccount only (kops makes and trusts the role), and
+      `iam.useServiceAccountExternalPermissions` so kops' own addons use IRSA too;
+    - `externalPolicies.node`: the nodes policy (ECR pull of our two
+      repositories) and nothing else; an operator policy attached there by an
+      earlier bootstrap is taken off.
+    Equal input and output mean nothing to `kops replace`.
     """
     patched = copy.deepcopy(spec)
     body = patched.setdefault("spec", {})
+    discovery = body.setdefault("serviceAccountIssuerDiscovery", {})
+    discovery["discoveryStore"] = f"{cfg.discovery_store}/{cfg.name}"
+    discovery["enableAWSOIDCProvider"] = True
     iam = body.setdefault("iam", {})
-    iam["allowContainerRegistry"] = True
+    iam["useServiceAccountExternalPermissions"] = True
+    wanted = irsa.external_permissions(operator_policy_arn)
+    keyed = {(p["namespace"], p["name"]) for p in wanted}
+    others = [p for p in iam.get("serviceAccountExternalPermissions", [])
+              if (p.get("namespace"), p.get("name")) not in keyed]
+    iam["serviceAccountExternalPermissions"] = others + wanted
     external = body.setdefault("externalPolicies", {})
-    nodes = external.setdefault("node", [])
-    for arn in node_policy_arns:
-        if arn not in nodes:
-            nodes.append(arn)
+    nodes = [arn for arn in external.get("node", []) if arn != operator_policy_arn]
+    if node_policy_arn not in nodes:
+        nodes.append(node_policy_arn)
+    external["node"] = nodes
     return patched

@@ -30,7 +30,9 @@ class Context:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     account: str = "000000000000"  # the STS answer replaces it; dry-run keeps the placeholder
     vpc_id: str = "vpc-dryrun"
-    policy_arns: list[str] = field(default_factory=list)
+    policy_arns: dict[str, str] = field(default_factory=dict)  # policy name -> ARN
+    operator_role_arn: str = ""  # the role kops made for the operator's ServiceAccount (IRSA)
+    keep_discovery_bucket: bool = False
     kept: list[str] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what a dry-run step really did (e.g. wrote the spec)

@@ -32,7 +32,7 @@ def create_bucket_params(name: str, region: str) -> dict:
     return params
 
 
-def _exists(aws: Aws, name: str) -> bool:
+def exists(aws: Aws, name: str) -> bool:
     try:
         return aws.read("s3", "head_bucket", Bucket=name) is not None
     except ClientError as exc:
@@ -43,7 +43,7 @@ def _exists(aws: Aws, name: str) -> bool:
         raise
 
 
-def _read_or_none(aws: Aws, op: str, name: str, missing: str) -> dict | None:
+def read_or_none(aws: Aws, op: str, name: str, missing: str) -> dict | None:
     try:
         return aws.read("s3", op, Bucket=name)
     except ClientError as exc:
@@ -52,27 +52,33 @@ def _read_or_none(aws: Aws, op: str, name: str, missing: str) -> dict | None:
         raise
 
 
+def create_tagged(aws: Aws, cfg: ClusterConfig, name: str) -> bool:
+    """Create bucket `name` in the cluster's region with our tags unless it exists; True if it existed."""
+    if exists(aws, name):
+        return True
+    aws.write("s3", "create_bucket", **create_bucket_params(name, cfg.region))
+    tags = [{"Key": k, "Value": v} for k, v in sorted(cfg.aws_tags().items())]
+    aws.write("s3", "put_bucket_tagging", Bucket=name, Tagging={"TagSet": tags})
+    return False
+
+
 def ensure(aws: Aws, cfg: ClusterConfig) -> str:
     name = cfg.effective_state_bucket
-    existed = _exists(aws, name)
-    if not existed:
-        aws.write("s3", "create_bucket", **create_bucket_params(name, cfg.region))
-        tags = [{"Key": k, "Value": v} for k, v in sorted(cfg.aws_tags().items())]
-        aws.write("s3", "put_bucket_tagging", Bucket=name, Tagging={"TagSet": tags})
+    existed = create_tagged(aws, cfg, name)
     fixed = []
-    versioning = _read_or_none(aws, "get_bucket_versioning", name, "NoSuchBucket") if existed else None
+    versioning = read_or_none(aws, "get_bucket_versioning", name, "NoSuchBucket") if existed else None
     if not versioning or versioning.get("Status") != "Enabled":
         aws.write("s3", "put_bucket_versioning", Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         fixed.append("versioning")
     encryption = (
-        _read_or_none(aws, "get_bucket_encryption", name, "ServerSideEncryptionConfigurationNotFoundError")
+        read_or_none(aws, "get_bucket_encryption", name, "ServerSideEncryptionConfigurationNotFoundError")
         if existed
         else None
     )
     if not encryption:
         aws.write("s3", "put_bucket_encryption", Bucket=name, ServerSideEncryptionConfiguration=ENCRYPTION)
         fixed.append("encryption")
-    block = _read_or_none(aws, "get_public_access_block", name, "NoSuchPublicAccessBlockConfiguration") if existed else None
+    block = read_or_none(aws, "get_public_access_block", name, "NoSuchPublicAccessBlockConfiguration") if existed else None
     if not block or block.get("PublicAccessBlockConfiguration") != PUBLIC_ACCESS_BLOCK:
         aws.write("s3", "put_public_access_block", Bucket=name, PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK)
         fixed.append("public access block")
@@ -85,8 +91,14 @@ def delete(aws: Aws, cfg: ClusterConfig, purge: bool) -> str:
     name = cfg.effective_state_bucket
     if not purge:
         return f"kept s3://{name} (versioned kops state; --purge deletes it)"
-    if not aws.dry_run and not _exists(aws, name):
+    if not aws.dry_run and not exists(aws, name):
         return "not found"
+    empty_and_delete(aws, name)
+    return "deleted (with every object version)"
+
+
+def empty_and_delete(aws: Aws, name: str) -> None:
+    """Delete every object version and delete marker, then the bucket."""
     # A versioned bucket is only empty once every version and delete marker is gone.
     pages = aws.read("s3", "list_object_versions", Bucket=name) or {}
     while True:
@@ -103,4 +115,3 @@ def delete(aws: Aws, cfg: ClusterConfig, purge: bool) -> str:
             KeyMarker=pages["NextKeyMarker"], VersionIdMarker=pages["NextVersionIdMarker"],
         ) or {}
     aws.write("s3", "delete_bucket", Bucket=name)
-    return "deleted (with every object version)"

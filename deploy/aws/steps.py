@@ -6,6 +6,7 @@ and says what it keeps.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import tempfile
@@ -16,10 +17,10 @@ import yaml
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from .. import versions
-from . import admin, dns, iam, kops, network, registry, state_bucket, validate
+from . import admin, discovery_bucket, dns, iam, irsa, kops, network, registry, state_bucket, validate
 from .config import ClusterConfig
 from .plan import Context, Step, StepError
-from .runner import CommandFailed, require
+from .runner import CommandFailed, Result, Runner, require
 
 # Exact commands, so a missing tool costs one copy-paste; versions from deploy/versions.env.
 INSTALL_HINTS = {
@@ -105,31 +106,68 @@ def _cluster_exists(ctx: Context) -> bool:
     return ctx.runner.run(kops.get_cluster(ctx.cfg), capture=True).ok
 
 
+CHANNEL_UNREADABLE = "error reading channel"
+
+
+def bundled_channel() -> Path:
+    """kops' stable channel as of the pinned release, copied into the cache by deploy/kops/build-kops.sh."""
+    from irisop_deploy.local.process import cache_dir
+
+    return cache_dir() / "kops" / versions.kops() / "channels" / "stable"
+
+
+def _render_spec(ctx: Context, runner: Runner, channel: str | None) -> Result:
+    cfg = ctx.cfg if channel is None else dataclasses.replace(ctx.cfg, kops_channel=channel)
+    vpc_id = None if ctx.vpc_id == "vpc-dryrun" else ctx.vpc_id  # ours does not exist yet
+    with tempfile.TemporaryDirectory(prefix="irisop-kops-state-") as state_dir:
+        preview_state = f"file://{state_dir}"
+        result = runner.run(kops.create_cluster(cfg, vpc_id, dry_run_yaml=True, state=preview_state), capture=True)
+    # kops prints the throwaway store as file://DIR or plain DIR depending on the field.
+    result.stdout = result.stdout.replace(preview_state, ctx.cfg.state_store).replace(state_dir, ctx.cfg.state_store)
+    return result
+
+
+def patched_spec_text(ctx: Context, text: str) -> str:
+    """kops' rendered documents with the bootstrap's own spec patch applied to the Cluster."""
+    docs = [doc for doc in yaml.safe_load_all(text) if doc]
+    nodes_arn, operator_arn = (ctx.policy_arns.get(name, iam.placeholder_arn(name))
+                               for name in (ctx.cfg.nodes_policy_name, ctx.cfg.operator_policy_name))
+    docs = [kops.patch_cluster_spec(doc, ctx.cfg, nodes_arn, operator_arn) if doc.get("kind") == "Cluster" else doc
+            for doc in docs]
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
 def write_spec(ctx: Context) -> str:
-    """--dry-run: ask kops itself for the cluster spec it would create.
+    """--dry-run: ask kops itself for the cluster spec it would create; "" when not asked to.
 
     kops reads the state store to refuse an existing cluster, and the state
     bucket may not exist yet, so the preview uses a throwaway local state
     store and the real store's path is put back into the result. kops itself
     makes read-only AWS calls here (zones, instance types, images, the VPC).
+    When kops cannot read its channel from GitHub (offline), the spec is
+    rendered again with the channel file bundled with the kops build, and the
+    note says so. The bootstrap's spec patch (IRSA, node policy) is applied,
+    so the file is what `kops replace` would store.
     """
     if ctx.spec_out is None:
         return ""
     spec_runner = ctx.spec_runner
     if spec_runner is None or spec_runner.which("kops") is None:
-        return f"; kops not installed, spec not written ({INSTALL_HINTS['kops']})"
-    vpc_id = None if ctx.vpc_id == "vpc-dryrun" else ctx.vpc_id  # ours does not exist yet
-    with tempfile.TemporaryDirectory(prefix="irisop-kops-state-") as state_dir:
-        preview_state = f"file://{state_dir}"
-        argv = kops.create_cluster(ctx.cfg, vpc_id, dry_run_yaml=True, state=preview_state)
-        result = spec_runner.run(argv, capture=True)
+        return f"kops not installed, spec not written ({INSTALL_HINTS['kops']})"
+    result = _render_spec(ctx, spec_runner, None)
+    source = ""
+    if not result.ok and CHANNEL_UNREADABLE in result.stderr and not ctx.cfg.kops_channel:
+        bundled = bundled_channel()
+        if not bundled.is_file():
+            return (f"kops could not read its channel and no bundled channel is at {bundled} "
+                    "(bash deploy/kops/build-kops.sh copies it), spec not written")
+        result = _render_spec(ctx, spec_runner, f"file://{bundled}")
+        source = f" (kops' channel could not be read from the network: rendered with the bundled {bundled})"
     if not result.ok:
         tail = " ".join(result.stderr.strip().splitlines()[-2:])
-        return f"; `kops create cluster --dry-run` failed, spec not written: {tail}"
-    # kops prints the throwaway store as file://DIR or plain DIR depending on the field.
-    text = result.stdout.replace(preview_state, ctx.cfg.state_store).replace(state_dir, ctx.cfg.state_store)
-    ctx.spec_out.write_text(text)
-    return f"; cluster spec written to {ctx.spec_out}"
+        return f"`kops create cluster --dry-run` failed, spec not written: {tail}"
+    ctx.spec_out.write_text(patched_spec_text(ctx, result.stdout))
+    return f"cluster spec written to {ctx.spec_out}{source}"
 
 
 def _kops_create(ctx: Context) -> str:
@@ -141,11 +179,12 @@ def _kops_create(ctx: Context) -> str:
     if ctx.dry_run:
         spec = write_spec(ctx)
         if spec:
-            ctx.note(spec.lstrip("; "))
+            ctx.note(spec)
         return status
-    # Attach our policies to the node role and allow ECR pulls: read, patch, replace only if changed.
+    # IRSA and the node policy: read, patch, replace only if something changed.
     current = yaml.safe_load(require(ctx.runner, kops.get_cluster(ctx.cfg, as_yaml=True), capture=True).stdout) or {}
-    patched = kops.patch_cluster_spec(current, ctx.policy_arns)
+    patched = kops.patch_cluster_spec(current, ctx.cfg, ctx.policy_arns[ctx.cfg.nodes_policy_name],
+                                      ctx.policy_arns[ctx.cfg.operator_policy_name])
     if patched != current:
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
             yaml.safe_dump(patched, handle, sort_keys=False)
@@ -153,13 +192,24 @@ def _kops_create(ctx: Context) -> str:
             require(ctx.runner, kops.replace_cluster(ctx.cfg, handle.name))
         finally:
             os.unlink(handle.name)
-        status += "; node IAM policies attached"
+        status += "; spec patched (IRSA for the operator, ECR pull for nodes)"
     return status
 
 
 def _kops_update(ctx: Context) -> str:
     require(ctx.runner, kops.update_cluster(ctx.cfg))
     return "applied (kops changes only what differs)"
+
+
+def _operator_role(ctx: Context) -> str:
+    """The role kops made for the operator's ServiceAccount; its ARN is what the install annotates."""
+    name = irsa.operator_role_name(ctx.cfg)
+    arn = irsa.find_role_arn(ctx.aws, ctx.cfg)
+    if arn is None and not ctx.dry_run:
+        raise StepError(f"kops did not create IAM role {name} (spec.iam.serviceAccountExternalPermissions); "
+                        f"check `kops get cluster {ctx.cfg.name} -o yaml` and run `kops update cluster --yes`")
+    ctx.operator_role_arn = arn or f"arn:aws:iam::{ctx.account}:role/{name}"
+    return f"{name} ({ctx.operator_role_arn})"
 
 
 def _kops_validate(ctx: Context) -> str:
@@ -170,20 +220,17 @@ def _kops_validate(ctx: Context) -> str:
 # The image name the aws overlay sets (deploy/overlays/aws/kustomization.yaml); the
 # install layer renames it to this account's registry. A test keeps the two in step.
 AWS_OVERLAY_IMAGE = "000000000000.dkr.ecr.us-east-1.amazonaws.com/irisop/operator"
-IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 
 
 def install_kustomization(ctx: Context, where: Path) -> dict:
     """A kustomization (to be written into directory `where`) layered on the aws overlay.
 
-    It sets this account's ECR image, model repository and identity. kustomize
-    refuses absolute resource paths, hence the path relative to `where`.
+    It sets this account's ECR image, model repository and the operator's
+    IRSA identity (the role kops created). kustomize refuses absolute
+    resource paths, hence the path relative to `where`.
     """
     registry_host = f"{ctx.account}.dkr.ecr.{ctx.cfg.region}.amazonaws.com"
-    path = "/metadata/annotations/" + IRSA_ANNOTATION.replace("/", "~1")
-    # Without IRSA the annotation would name a role that does not exist: drop it.
-    irsa = ({"op": "replace", "path": path, "value": ctx.cfg.operator_role_arn} if ctx.cfg.operator_role_arn
-            else {"op": "remove", "path": path})
+    namespace, account = irsa.operator_service_account()
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -194,8 +241,12 @@ def install_kustomization(ctx: Context, where: Path) -> dict:
             f"IRISOP_DEFAULT_REPOSITORY={registry_host}/{ctx.cfg.model_repository}",
             f"AWS_REGION={ctx.cfg.region}",
         ]}],
-        "patches": [{"target": {"kind": "ServiceAccount", "name": "irisop-operator"},
-                     "patch": yaml.safe_dump([irsa])}],
+        "patches": [
+            {"target": {"kind": "ServiceAccount", "name": account, "namespace": namespace},
+             "patch": yaml.safe_dump(irsa.service_account_patch(ctx.operator_role_arn))},
+            {"target": {"kind": "Deployment", "name": "irisop-operator", "namespace": namespace},
+             "patch": yaml.safe_dump(irsa.deployment_patch(ctx.operator_role_arn))},
+        ],
     }
 
 
@@ -239,21 +290,29 @@ def create_steps(cfg: ClusterConfig) -> list[Step]:
         Step(f"state bucket {cfg.state_store}", _guard(lambda c: state_bucket.ensure(c.aws, c.cfg)),
              "would create it unless it exists, then make sure versioning, encryption and the public access "
              "block are on"),
+        Step(f"discovery bucket {cfg.discovery_store} (IRSA)",
+             _guard(lambda c: discovery_bucket.ensure(c.aws, c.cfg)),
+             "would create it unless it exists: encrypted, ACLs disabled, anonymous read of "
+             f"{' and '.join(discovery_bucket.public_keys(cfg))} only"),
         Step(f"VPC {cfg.vpc_cidr}", _guard(_vpc),
              f"would create the VPC and its internet gateway unless a VPC tagged irisop.dev/cluster={cfg.name} exists"),
         Step(_zone_title(cfg), _guard(lambda c: dns.ensure(c.aws, c.cfg, c.vpc_id)), _zone_intent(cfg, "create")),
         Step("ECR repositories", _guard(lambda c: registry.ensure(c.aws, c.cfg)),
              f"would create {', '.join(registry.repositories(cfg))} unless they exist, with scan on push and the "
              "lifecycle policy"),
-        Step("IAM policies (nodes: ECR pull; operator: S3 read + ECR push)", _guard(_policies),
+        Step("IAM policies (nodes: ECR pull; operator via IRSA: S3 read + ECR push)", _guard(_policies),
              "would create the policies, or a new default version where a document changed"),
         Step("admin instance", _guard(lambda c: admin.ensure(c.aws, c.cfg, c.vpc_id)),
              "would launch it unless it runs" if cfg.admin_instance else "would skip (admin_instance: false)"),
         Step(f"kops cluster {cfg.name}", _guard(_kops_create),
              "would run `kops create cluster` unless `kops get cluster` finds it, then `kops replace` the spec "
-             "if the node policies are missing"),
+             "if IRSA (serviceAccountIssuerDiscovery, serviceAccountExternalPermissions) or the node policy "
+             "is missing"),
         Step("kops update cluster --yes", _guard(_kops_update),
-             "would run `kops update cluster --yes --admin` (kops applies only what differs)"),
+             "would run `kops update cluster --yes --admin` (kops applies only what differs; it creates the "
+             "OIDC provider and the operator's role)"),
+        Step("operator IAM role (IRSA, made by kops)", _guard(_operator_role),
+             f"would look up role {irsa.operator_role_name(cfg)} in IAM and fail if kops did not create it"),
         Step(f"kops validate cluster (up to {cfg.validate_timeout})", _guard(_kops_validate),
              f"would wait up to {cfg.validate_timeout} for `kops validate cluster` to report the cluster healthy"),
         Step("installing the CRD and the operator", _guard(_install),
@@ -280,6 +339,9 @@ def delete_steps(cfg: ClusterConfig) -> list[Step]:
         # kops delete needs the state bucket, so it runs before the bucket step.
         Step(f"kops cluster {cfg.name}", _guard(_kops_delete),
              "would run `kops delete cluster --yes` if `kops get cluster` finds it"),
+        Step(f"discovery bucket {cfg.discovery_store}",
+             _guard(lambda c: _keep(c, discovery_bucket.delete(c.aws, c.cfg, c.keep_discovery_bucket))),
+             "would delete it with the OIDC documents (or keep it with --keep-discovery-bucket)"),
         Step("admin instance", _guard(lambda c: admin.delete(c.aws, c.cfg)),
              "would terminate it and wait until it is gone, if it exists"),
         Step("IAM policies", _guard(lambda c: iam.delete(c.aws, c.cfg)),

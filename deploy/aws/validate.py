@@ -197,8 +197,6 @@ def misc_problems(cfg: ClusterConfig) -> list[str]:
         problems.append(f"kops_channel {cfg.kops_channel!r}: expected an https:// URL or a file:/// path")
     if cfg.admin_ami and not re.fullmatch(r"ami-[0-9a-f]{8,17}", cfg.admin_ami):
         problems.append(f"admin_ami {cfg.admin_ami!r}: expected ami-<hex>")
-    if cfg.operator_role_arn and not re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@/-]{1,512}", cfg.operator_role_arn):
-        problems.append(f"operator_role_arn {cfg.operator_role_arn!r}: expected arn:aws:iam::<account>:role/<name>")
     for key, value in cfg.tags.items():
         if not key or len(key) > 128 or len(value) > 256 or key.lower().startswith("aws:"):
             problems.append(f"tag {key!r}: keys 1-128 characters not starting with aws:, values up to 256")
@@ -209,7 +207,18 @@ def problems(cfg: ClusterConfig) -> list[str]:
     found = region_problems(cfg) + zone_problems(cfg) + dns_problems(cfg) + name_problems(cfg) + size_problems(cfg) + misc_problems(cfg)
     found += bucket_name_problems(cfg.effective_state_bucket, "state_bucket")
     found += bucket_name_problems(cfg.effective_model_bucket, "model_bucket")
+    found += bucket_name_problems(cfg.effective_discovery_bucket, "discovery_bucket")
+    found += discovery_bucket_problems(cfg)
     return found
+
+
+def discovery_bucket_problems(cfg: ClusterConfig) -> list[str]:
+    """The discovery bucket is public (two documents): it must be no bucket that holds anything else."""
+    bucket = cfg.effective_discovery_bucket
+    others = {"state_bucket": cfg.effective_state_bucket, "model_bucket": cfg.effective_model_bucket}
+    return [f"discovery_bucket {bucket!r}: must differ from {key} (that bucket must never be public); "
+            f"allowed: any other bucket name, e.g. irisop-oidc-{cfg.slug}"
+            for key, other in others.items() if bucket == other]
 
 
 def check(cfg: ClusterConfig) -> ClusterConfig:

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from irisop_deploy.aws.gateway import Aws
 from irisop_deploy.aws.runner import DryRunRunner
 from irisop_deploy.local.process import cache_dir
 from tests.fixtures.cluster import missing_tool
+from tests.fixtures.tools import describe, run, tool_venv_executable
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def kubectl() -> str:
     exe = str(built) if built.exists() else shutil.which("kubectl")
     if exe is None:
         missing_tool("kubectl not found: run deploy/local/build-kube.sh kubectl")
-    version = subprocess.run([exe, "version", "--client", "-o", "json"], capture_output=True, text=True)
+    version = run([exe, "version", "--client", "-o", "json"], check=False)
     minor = json.loads(version.stdout or "{}").get("clientVersion", {}).get("minor", "0")
     if int(re.sub(r"\D", "", minor) or 0) < 27:
         missing_tool(f"{exe} is too old for these kustomizations (needs >= 1.27): run deploy/local/build-kube.sh kubectl")
@@ -46,8 +46,7 @@ def kubectl() -> str:
 
 
 def render(kubectl: str, directory: Path) -> list[dict]:
-    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    result = run([kubectl, "kustomize", str(directory)], timeout=60)
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
@@ -109,24 +108,31 @@ def test_local_and_aws_overlays_differ_where_they_should(kubectl):
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/irisop-operator")
 
 
-@pytest.mark.parametrize("role_arn", ["", "arn:aws:iam::111122223333:role/irisop"])
-def test_bootstrap_install_layer_renders_on_the_aws_overlay(kubectl, tmp_path, role_arn):
-    """What `irisop cluster create` applies: the aws overlay plus this account's registry."""
-    cfg = ClusterConfig(region="eu-west-1", operator_role_arn=role_arn)
+def test_bootstrap_install_layer_renders_on_the_aws_overlay(kubectl, tmp_path):
+    """What `irisop cluster create` applies: the aws overlay plus this account's registry and IRSA role."""
+    role_arn = "arn:aws:iam::111122223333:role/irisop-operator.irisop-system.sa.irisop.k8s.local"
+    cfg = ClusterConfig(region="eu-west-1")
     ctx = plan.Context(cfg=cfg, aws=Aws(cfg.region, dry_run=True), runner=DryRunRunner(),
-                       manifests=OVERLAYS["aws"], account="111122223333")
+                       manifests=OVERLAYS["aws"], account="111122223333", operator_role_arn=role_arn)
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(steps.install_kustomization(ctx, tmp_path)))
     docs = render(kubectl, tmp_path)
     assert _container(docs)["image"] == "111122223333.dkr.ecr.eu-west-1.amazonaws.com/irisop/operator:0.1.0"
     assert by_kind(docs)["ConfigMap"][0]["data"]["IRISOP_DEFAULT_REPOSITORY"] == \
         "111122223333.dkr.ecr.eu-west-1.amazonaws.com/irisop/models"
     annotations = by_kind(docs)["ServiceAccount"][0]["metadata"].get("annotations", {})
-    assert annotations.get("eks.amazonaws.com/role-arn") == (role_arn or None)
+    assert annotations.get("eks.amazonaws.com/role-arn") == role_arn
+    # Web-identity credentials as kops mounts them for its own IRSA pods; no static keys.
+    container = _container(docs)
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["AWS_ROLE_ARN"] == role_arn and env["AWS_WEB_IDENTITY_TOKEN_FILE"].startswith(
+        "/var/run/secrets/amazonaws.com/")
+    assert "AWS_ACCESS_KEY_ID" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    (token,) = [v for v in by_kind(docs)["Deployment"][0]["spec"]["template"]["spec"]["volumes"] if "projected" in v]
+    assert token["projected"]["sources"][0]["serviceAccountToken"]["audience"] == "amazonaws.com"
 
 
-def _kubectl_cluster(kubectl: str, cluster, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([kubectl, "--kubeconfig", str(cluster.kubeconfig), *args],
-                          capture_output=True, text=True, timeout=120)
+def _kubectl_cluster(kubectl: str, cluster, *args: str):
+    return run([kubectl, "--kubeconfig", str(cluster.kubeconfig), *args], check=False, timeout=120)
 
 
 @pytest.mark.parametrize("overlay", ["local", "aws"])
@@ -137,32 +143,31 @@ def test_server_side_dry_run_accepts_every_object(kubectl, kube_cluster, overlay
     for path in steps.CRD_FILES:
         applied = _kubectl_cluster(kubectl, kube_cluster, "apply", "--server-side", "--force-conflicts",
                                    "--field-manager", "irisop-tests", "-f", str(path))
-        assert applied.returncode == 0, applied.stderr
+        assert applied.returncode == 0, describe(applied)
     waited = _kubectl_cluster(kubectl, kube_cluster, "wait", "--for=condition=Established", "--timeout=60s",
                               *[f"customresourcedefinition/{name}" for name in steps.CRD_NAMES])
-    assert waited.returncode == 0, waited.stderr
+    assert waited.returncode == 0, describe(waited)
     created = _kubectl_cluster(kubectl, kube_cluster, "apply", "--server-side", "--field-manager", "irisop-tests",
                                "-f", str(DEPLOY / "base" / "namespace.yaml"))
-    assert created.returncode == 0, created.stderr
+    assert created.returncode == 0, describe(created)
 
     dry = _kubectl_cluster(kubectl, kube_cluster, "apply", "--server-side", "--dry-run=server",
                            "--field-manager", "irisop-tests", "-k", str(OVERLAYS[overlay]))
 
-    assert dry.returncode == 0, dry.stderr
+    assert dry.returncode == 0, describe(dry)
     lines = [line for line in dry.stdout.splitlines() if line.strip()]
     assert len(lines) == len(render(kubectl, OVERLAYS[overlay])), dry.stdout
     assert all(line.endswith("(server dry run)") for line in lines), dry.stdout
 
 
 def _checkov(*args: str, cwd: Path = REPO) -> list[dict]:
-    exe = shutil.which("checkov")
-    if exe is None:
-        missing_tool("checkov not installed (pip install checkov; it is in the test extra)")
+    exe = tool_venv_executable("checkov")
+    if not exe.exists():
+        missing_tool(f"checkov not installed at {exe}: run deploy/local/bootstrap.sh --with-test-tools")
     # BC_SKIP_MAPPING and --skip-download keep checkov offline (loopback-only tests).
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE"}
-    result = subprocess.run([exe, *args, "--skip-download", "-o", "json"], capture_output=True, text=True,
-                            cwd=cwd, env=env, timeout=600)
-    assert result.returncode in (0, 1), result.stderr[-2000:]
+    result = run([exe, *args, "--skip-download", "-o", "json"], check=False, cwd=cwd, env=env, timeout=600)
+    assert result.returncode in (0, 1), describe(result)
     reports = json.loads(result.stdout)
     return reports if isinstance(reports, list) else [reports]
 
@@ -188,6 +193,5 @@ def test_checkov_finds_no_failed_check(kubectl, tmp_path):
     # 3. what is really applied: each overlay rendered
     for name in ("local", "aws"):
         (tmp_path / f"{name}.yaml").write_text(
-            subprocess.run([kubectl, "kustomize", str(OVERLAYS[name])], capture_output=True, text=True,
-                           check=True).stdout)
+            run([kubectl, "kustomize", str(OVERLAYS[name])]).stdout)
     _assert_clean(_checkov("--directory", str(tmp_path), "--framework", "kubernetes", cwd=tmp_path), "kubernetes")

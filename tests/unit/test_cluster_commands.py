@@ -27,6 +27,7 @@ def test_create_cluster_command_for_a_private_dns_cluster():
         "--networking", "cilium", "--topology", "public",
         "--dns", "private", "--dns-zone", "example.internal",
         "--network-id", "vpc-123", "--network-cidr", "172.20.0.0/16",
+        "--discovery-store", "s3://irisop-oidc-iris-example-internal",
         "--cloud-labels", "app.kubernetes.io/part-of=irisop,irisop.dev/cluster=iris.example.internal",
     ]
 
@@ -53,13 +54,59 @@ def test_lifecycle_commands():
                                                  "--server-side", "--kustomize", "/tmp/k"]
 
 
-def test_spec_patch_is_idempotent_and_leaves_the_input_alone():
-    spec = {"kind": "Cluster", "spec": {"externalPolicies": {"node": ["arn:a"]}}}
-    once = kops.patch_cluster_spec(spec, ["arn:a", "arn:b"])
-    assert once["spec"]["externalPolicies"]["node"] == ["arn:a", "arn:b"]
-    assert once["spec"]["iam"]["allowContainerRegistry"] is True
-    assert spec == {"kind": "Cluster", "spec": {"externalPolicies": {"node": ["arn:a"]}}}
-    assert kops.patch_cluster_spec(once, ["arn:a", "arn:b"]) == once
+def test_spec_patch_sets_irsa_and_leaves_nodes_only_ecr_pull():
+    nodes, operator = "arn:aws:iam::1:policy/irisop/nodes", "arn:aws:iam::1:policy/irisop/operator"
+    other = {"name": "app", "namespace": "team", "aws": {"policyARNs": ["arn:x"]}}
+    # As an earlier bootstrap left it: the operator policy on the node role.
+    spec = {"kind": "Cluster", "spec": {"externalPolicies": {"node": [operator, "arn:admin"]},
+                                        "iam": {"serviceAccountExternalPermissions": [other]}}}
+    once = kops.patch_cluster_spec(spec, PRIVATE, nodes, operator)
+    body = once["spec"]
+    assert body["serviceAccountIssuerDiscovery"] == {
+        "discoveryStore": "s3://irisop-oidc-iris-example-internal/iris.example.internal",
+        "enableAWSOIDCProvider": True}
+    assert body["iam"]["useServiceAccountExternalPermissions"] is True
+    assert body["iam"]["serviceAccountExternalPermissions"] == [
+        other, {"name": "irisop-operator", "namespace": "irisop-system", "aws": {"policyARNs": [operator]}}]
+    assert body["externalPolicies"]["node"] == ["arn:admin", nodes]  # the admin's own policy stays
+    assert "allowContainerRegistry" not in body["iam"]  # ECR read on every repository: not asked for
+    assert spec["spec"]["externalPolicies"]["node"] == [operator, "arn:admin"]  # input untouched
+    assert kops.patch_cluster_spec(once, PRIVATE, nodes, operator) == once
+
+
+def test_kops_role_name_for_the_operator_matches_kops_naming():
+    from irisop_deploy.aws import irsa
+
+    assert irsa.operator_service_account() == ("irisop-system", "irisop-operator")
+    assert irsa.operator_role_name(PRIVATE) == "irisop-operator.irisop-system.sa.iris.example.internal"
+    long = irsa.kops_role_name("irisop-operator", "irisop-system", "a-very-long-cluster-name.example.internal")
+    assert len(long) == 64 and long.startswith("irisop-operator.irisop-system.sa.a-very-long-cluster-name-")
+
+
+@pytest.mark.parametrize("text, max_length, expected", [
+    # kops' own vectors (k8s.io/kops pkg/truncate/truncate_test.go, v1.36.2)
+    ("foo", 64, "foo"),
+    ("this_string_is_33_characters_long", 64, "this_string_is_33_characters_long"),
+    ("this_string_is_longer_it_is_46_characters_long", 32, "this_string_is_longer_it_-ha2gug"),
+    ("this_string_is_even_longer_due_to_extreme_verbosity_it_is_in_fact_84_characters_long", 64,
+     "this_string_is_even_longer_due_to_extreme_verbosity_it_is-7mc0g6"),
+])
+def test_truncation_is_kops_own(text, max_length, expected):
+    from irisop_deploy.aws import irsa
+
+    assert irsa.kops_truncate(text, max_length) == expected
+
+
+def test_discovery_bucket_exposes_only_the_two_oidc_documents():
+    from irisop_deploy.aws import discovery_bucket
+
+    policy = discovery_bucket.policy(PRIVATE)
+    (statement,) = policy["Statement"]
+    assert statement["Principal"] == "*" and statement["Action"] == "s3:GetObject"
+    assert statement["Resource"] == [
+        "arn:aws:s3:::irisop-oidc-iris-example-internal/iris.example.internal/.well-known/openid-configuration",
+        "arn:aws:s3:::irisop-oidc-iris-example-internal/iris.example.internal/openid/v1/jwks"]
+    assert discovery_bucket.PUBLIC_ACCESS_BLOCK["BlockPublicAcls"] is True
 
 
 def test_bucket_creation_is_region_correct():
@@ -138,7 +185,8 @@ def test_missing_tool_fails_the_first_step_with_an_install_hint(tmp_path):
     ctx = plan.Context(cfg=PRIVATE, aws=Aws(PRIVATE.region, out=out), runner=_Failing(), manifests=tmp_path, out=out)
     with pytest.raises(plan.StepError, match=r"checking kops.*install kops: curl -fsSLo /usr/local/bin/kops"):
         plan.run(steps.create_steps(PRIVATE), ctx)
-    assert out.getvalue().startswith("[ 1/11] checking kops, kubectl and AWS credentials ... failed")
+    assert out.getvalue().startswith(f"[ 1/{len(steps.create_steps(PRIVATE))}] checking kops, kubectl and AWS "
+                                     "credentials ... failed")
     assert ctx.aws.calls == []  # the tools check stops before STS
 
 

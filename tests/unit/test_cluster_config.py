@@ -102,7 +102,11 @@ def test_all_problems_are_reported_at_once(tmp_path):
     ({"model_repository": "irisop/operator"}, "must differ"),
     ({"admin_ami": "debian"}, "expected ami-<hex>"),
     ({"kops_channel": "stable"}, "kops_channel 'stable'"),
-    ({"operator_role_arn": "irisop"}, "operator_role_arn 'irisop'"),
+    ({"discovery_bucket": "irisop-state-irisop-k8s-local"},
+     "discovery_bucket 'irisop-state-irisop-k8s-local': must differ from state_bucket (that bucket must never be "
+     "public); allowed: any other bucket name"),
+    ({"discovery_bucket": "models", "model_bucket": "models"}, "discovery_bucket 'models': must differ from model_bucket"),
+    ({"discovery_bucket": "Bad_Name"}, "discovery_bucket 'Bad_Name'"),
     ({"keep_images": 0}, "keep_images 0"),
     ({"tags": {"aws:owner": "x"}}, "tag 'aws:owner'"),
     ({"name": "Iris_Cluster"}, "must be a lowercase DNS name"),

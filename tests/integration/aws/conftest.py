@@ -1,10 +1,13 @@
 """Fixtures for the AWS bootstrap tests: a real moto_server on loopback and a fake kops.
 
-kops and kubectl cannot talk to moto (kops needs real EC2 AMIs, DNS and a
-control plane), so those two tools go through `KopsRecorder`: it records
-each command line and keeps just enough state (does the cluster exist, what
-spec did `kops replace` store) for create/delete to be re-runnable. Every
-AWS call still goes over HTTP to moto_server.
+A whole cluster cannot come up on moto (no instances boot, no control plane),
+so most tests send kops and kubectl to `KopsRecorder`: it records each
+command line and keeps just enough state (does the cluster exist, what spec
+did `kops replace` store) for create/delete to be re-runnable. On `kops
+update cluster --yes` it does in moto's IAM the one thing later steps read:
+the role kops makes for each serviceAccountExternalPermissions entry, named
+by kops' rule; `kops delete cluster` removes it again. Every AWS call goes
+over HTTP to moto_server. test_kops_real.py runs the real kops.
 """
 from __future__ import annotations
 
@@ -89,9 +92,31 @@ class KopsRecorder:
                          "spec": {"kubernetesVersion": argv[argv.index("--kubernetes-version") + 1]}}
         elif argv[1] == "replace":
             self.spec = yaml.safe_load(Path(argv[argv.index("--filename") + 1]).read_text())
+        elif verb == ["update", "cluster"] and "--yes" in argv:
+            self._service_account_roles(create=True)
         elif verb == ["delete", "cluster"]:
+            self._service_account_roles(create=False)
             self.spec = None
         return Result(0)
+
+    def _service_account_roles(self, *, create: bool) -> None:
+        import boto3
+
+        from irisop_deploy.aws.irsa import kops_role_name
+
+        iam = boto3.client("iam")
+        cluster = (self.spec or {}).get("metadata", {}).get("name", "")
+        for entry in (self.spec or {}).get("spec", {}).get("iam", {}).get("serviceAccountExternalPermissions", []):
+            role = kops_role_name(entry["name"], entry["namespace"], cluster)
+            exists = any(r["RoleName"] == role for r in iam.list_roles()["Roles"])
+            if create and not exists:
+                iam.create_role(RoleName=role, AssumeRolePolicyDocument="{}")
+                for arn in entry["aws"]["policyARNs"]:
+                    iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+            elif not create and exists:
+                for attached in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]:
+                    iam.detach_role_policy(RoleName=role, PolicyArn=attached["PolicyArn"])
+                iam.delete_role(RoleName=role)
 
     def verbs(self) -> list[str]:
         return [" ".join(a[:3]) if a[0] == "kops" else f"kubectl {a[3]}" for a in self.commands]

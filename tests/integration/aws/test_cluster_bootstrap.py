@@ -11,6 +11,7 @@ import json
 
 import boto3
 import pytest
+import yaml
 
 from irisop_deploy.aws import templates, validate
 from irisop_deploy.aws.bootstrap import execute
@@ -54,6 +55,7 @@ def _inventory(c, cfg):
         "policies": sorted((p["Arn"], p["DefaultVersionId"]) for p in _our_policies(c["iam"]).values()),
         "instances": sorted(i["InstanceId"] for r in c["ec2"].describe_instances()["Reservations"]
                             for i in r["Instances"] if i["State"]["Name"] != "terminated"),
+        "roles": sorted(r["RoleName"] for r in c["iam"].list_roles()["Roles"]),
     }
 
 
@@ -105,19 +107,49 @@ def test_create_builds_every_aws_resource_as_specified(moto, kops_recorder):
     pull = {s["Sid"]: s for s in nodes_doc["Statement"]}["PullOperatorAndModelImages"]
     assert "ecr:PutImage" not in pull["Action"] and "ecr:BatchGetImage" in pull["Action"]
 
-    # kops got the VPC we made and the private zone; the node policies ended up in its spec.
+    # The discovery bucket: public for the two OIDC documents only, ACLs off.
+    discovery = cfg.effective_discovery_bucket
+    assert discovery != bucket
+    public = json.loads(c["s3"].get_bucket_policy(Bucket=discovery)["Policy"])["Statement"]
+    assert [(s["Principal"], s["Action"], sorted(s["Resource"])) for s in public] == [("*", "s3:GetObject", [
+        f"arn:aws:s3:::{discovery}/{NAME}/.well-known/openid-configuration",
+        f"arn:aws:s3:::{discovery}/{NAME}/openid/v1/jwks"])]
+    # (kops asks GetBucketPolicyStatus whether the bucket is public, to skip object ACLs; moto
+    # answers without IsPublic, so that part is only checkable on AWS.)
+    discovery_block = c["s3"].get_public_access_block(Bucket=discovery)["PublicAccessBlockConfiguration"]
+    assert discovery_block["BlockPublicAcls"] and discovery_block["IgnorePublicAcls"]
+    assert c["s3"].get_bucket_ownership_controls(Bucket=discovery)["OwnershipControls"]["Rules"] == [
+        {"ObjectOwnership": "BucketOwnerEnforced"}]
+
+    # kops got the VPC we made, the private zone and the discovery store; the spec asks for IRSA.
     create = next(a for a in kops_recorder.commands if a[:3] == ["kops", "create", "cluster"])
     assert create[create.index("--network-id") + 1] == vpc["VpcId"]
     assert create[create.index("--dns-zone") + 1] == "example.internal"
-    assert sorted(kops_recorder.spec["spec"]["externalPolicies"]["node"]) == sorted(p["Arn"] for p in policies.values())
-    assert kops_recorder.spec["spec"]["iam"]["allowContainerRegistry"] is True
+    assert create[create.index("--discovery-store") + 1] == f"s3://{discovery}"
+    body = kops_recorder.spec["spec"]
+    operator_arn, nodes_arn = policies[cfg.operator_policy_name]["Arn"], policies[cfg.nodes_policy_name]["Arn"]
+    assert body["externalPolicies"]["node"] == [nodes_arn]  # nodes: ECR pull only
+    assert body["serviceAccountIssuerDiscovery"] == {"discoveryStore": f"s3://{discovery}/{NAME}",
+                                                     "enableAWSOIDCProvider": True}
+    assert body["iam"]["serviceAccountExternalPermissions"] == [
+        {"name": "irisop-operator", "namespace": "irisop-system", "aws": {"policyARNs": [operator_arn]}}]
+    # The role kops made (named by kops) carries the operator policy, and the install uses its ARN.
+    role = c["iam"].get_role(RoleName=f"irisop-operator.irisop-system.sa.{NAME}")["Role"]
+    assert [a["PolicyArn"] for a in c["iam"].list_attached_role_policies(RoleName=role["RoleName"])[
+        "AttachedPolicies"]] == [operator_arn]
     assert kops_recorder.verbs() == ["kops version --short", "kops get cluster", "kops create cluster", "kops get cluster", "kops replace --state",
                                      "kops update cluster", "kops validate cluster",
                                      "kubectl apply", "kubectl wait", "kubectl apply"]
     (install,) = kops_recorder.applied
     assert install["images"][0]["newName"] == f"{account}.dkr.ecr.us-east-1.amazonaws.com/irisop/operator"
+    sa_patch, deployment_patch = (yaml.safe_load(p["patch"]) for p in install["patches"])
+    assert sa_patch == [{"op": "replace", "path": "/metadata/annotations/eks.amazonaws.com~1role-arn",
+                         "value": role["Arn"]}]
+    env = {op["value"]["name"]: op["value"]["value"] for op in deployment_patch if op["path"].endswith("/env/-")}
+    assert env["AWS_ROLE_ARN"] == role["Arn"]
+    assert env["AWS_WEB_IDENTITY_TOKEN_FILE"] == "/var/run/secrets/amazonaws.com/token"
 
-    assert "[ 2/11] state bucket s3://irisop-state-iris-example-internal ... created" in out
+    assert f"/{len(ctx.outcomes)}] state bucket s3://irisop-state-iris-example-internal ... created" in out
     assert "kubectl --context iris.example.internal apply -f" in out
 
 
@@ -134,7 +166,8 @@ def test_second_create_changes_nothing(moto, kops_recorder):
     assert _inventory(_clients(), cfg) == before
     assert "kops create cluster" not in kops_recorder.verbs() and "kops replace --state" not in kops_recorder.verbs()
     assert kops_recorder.spec == spec_before
-    for step in ("state bucket", "VPC", "private hosted zone", "ECR repositories", "IAM policies", "kops cluster"):
+    for step in ("state bucket", "discovery bucket", "VPC", "private hosted zone", "ECR repositories",
+                 "IAM policies", "kops cluster"):
         line = next(line for line in out.splitlines() if step in line and line.startswith("["))
         assert "already exists" in line, line
 
@@ -173,7 +206,7 @@ def test_delete_keeps_state_and_images_and_purge_removes_everything(moto, kops_r
 
     left = _inventory(c, cfg)
     assert left == {"buckets": [cfg.effective_state_bucket], "vpcs": [], "igws": [], "zones": [],
-                    "repos": ["irisop/models", "irisop/operator"], "policies": [], "instances": []}
+                    "repos": ["irisop/models", "irisop/operator"], "policies": [], "instances": [], "roles": []}
     assert kops_recorder.spec is None
     kept = next(line for line in out.splitlines() if line.startswith("Kept: "))
     assert f"kept s3://{cfg.effective_state_bucket} (versioned kops state" in kept
@@ -182,7 +215,7 @@ def test_delete_keeps_state_and_images_and_purge_removes_everything(moto, kops_r
     _, out = _run(cfg, "delete", kops_recorder, purge=True)
 
     assert _inventory(c, cfg) == {"buckets": [], "vpcs": [], "igws": [], "zones": [], "repos": [],
-                                  "policies": [], "instances": []}
+                                  "policies": [], "instances": [], "roles": []}
     assert "Nothing kept" in out
 
     # Deleting what is already gone is fine (resumable in both directions).
@@ -279,3 +312,32 @@ def test_a_region_that_does_not_exist_changes_nothing(moto, monkeypatch, capsys)
     assert c["s3"].list_buckets()["Buckets"] == [] and c["ecr"].describe_repositories()["repositories"] == []
     assert c["ec2"].describe_vpcs(Filters=[{"Name": "tag:irisop.dev/cluster", "Values": [NAME]}])["Vpcs"] == []
     assert _our_policies(c["iam"]) == {}
+
+
+def test_delete_can_keep_the_discovery_bucket(moto, kops_recorder):
+    cfg = _cfg()
+    _run(cfg, "create", kops_recorder)
+    c = _clients()
+    key = f"{NAME}/.well-known/openid-configuration"
+    c["s3"].put_object(Bucket=cfg.effective_discovery_bucket, Key=key, Body=b"{}")  # as kops publishes it
+
+    _, out = _run(cfg, "delete", kops_recorder, purge=True, keep_discovery_bucket=True)
+
+    assert _inventory(c, cfg)["buckets"] == [cfg.effective_discovery_bucket]
+    assert c["s3"].get_object(Bucket=cfg.effective_discovery_bucket, Key=key)["Body"].read() == b"{}"
+    assert f"Kept: kept s3://{cfg.effective_discovery_bucket} (--keep-discovery-bucket)" in out
+
+    _, out = _run(cfg, "delete", kops_recorder, purge=True)
+    assert _inventory(c, cfg)["buckets"] == []
+
+
+def test_a_discovery_bucket_irisop_did_not_create_is_kept(moto, kops_recorder):
+    cfg = _cfg(discovery_bucket="someone-elses-oidc")
+    c = _clients()
+    c["s3"].create_bucket(Bucket="someone-elses-oidc")
+    _run(cfg, "create", kops_recorder)  # adopts it for the cluster, but it carries no irisop tag
+
+    _, out = _run(cfg, "delete", kops_recorder, purge=True)
+
+    assert "kept s3://someone-elses-oidc (not created by irisop)" in out
+    assert _inventory(c, cfg)["buckets"] == ["someone-elses-oidc"]
