@@ -1,35 +1,53 @@
-# The irismodel-operator image: `irisop operator run` as uid 10001.
+# The irismodel-operator image: `irisop operator run` as uid 10001, with only
+# what the operator imports (the `operator` extra: kopf, kubernetes, boto3,
+# requests, prometheus-client). No BentoML, scikit-learn or matplotlib.
 #
-#   podman build --format docker -t irisop/operator:0.1.0 .   # OCI format drops HEALTHCHECK
-#   podman build --secret id=pip_ca,src=/etc/ssl/certs/ca-certificates.crt ...   # behind a TLS-inspecting proxy
-#   podman build --build-arg BASE_IMAGE=python:3.11-slim-bookworm@sha256:<digest> ...  # pin by digest
+# Built by the project's own tooling (irisop_deploy.local.operatorimage, used
+# by `irisop up` and `irisop cluster create`) with podman or buildah, on the
+# project's own Debian base image (irisop_deploy.local.baseimage): no Docker
+# Hub. By hand:
 #
-# Two stages: the builder installs the package into a venv; the final stage
-# gets only that venv, no pip cache, compilers or sources.
+#   podman build --format docker \
+#     --build-arg BASE_IMAGE=localhost/irisop/python-base:bookworm \
+#     --secret id=pip_ca,src=/etc/ssl/certs/ca-certificates.crt \   # behind a TLS-inspecting proxy
+#     -t irisop/operator:dev .
+#
+# Two stages: the builder installs into a venv (dependencies first, in a
+# layer of their own, so a source change rebuilds only the last small layer);
+# the final stage gets only that venv: no pip cache, no sources.
 
-# Pin by digest in release builds (see the build-arg above): the digest is
-# resolved by the release job, which can reach the registry; a digest cannot be
-# verified from an offline checkout, so the default is the version tag.
-ARG BASE_IMAGE=python:3.11-slim-bookworm
-# checkov:skip=CKV_DOCKER_7:FROM uses ARG BASE_IMAGE, whose default above is a version tag (release builds pass a digest); checkov does not expand ARG defaults
+# Any image with Debian's python3 and python3-venv works; release builds pass
+# a digest (BASE_IMAGE=registry/...@sha256:...).
+ARG BASE_IMAGE=localhost/irisop/python-base:bookworm
+# checkov:skip=CKV_DOCKER_7:FROM uses ARG BASE_IMAGE, a locally built base by default (release builds pass a digest); checkov does not expand ARG defaults
 
 FROM ${BASE_IMAGE} AS builder
+ARG EXTRA=operator
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/irisop
 WORKDIR /src
+COPY pyproject.toml setup.cfg constraints.txt ./
+# The extra's requirements, read from setup.cfg, pinned by constraints.txt.
+# An extra CA bundle is a build secret, never a layer: corporate proxies need
+# it, images must not carry it.
+RUN --mount=type=secret,id=pip_ca,required=false \
+    if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi; \
+    /opt/irisop/bin/python -c "import configparser, sys; c = configparser.ConfigParser(); c.read('setup.cfg'); \
+reqs = [r for r in c['options.extras_require'][sys.argv[1]].splitlines() if r.strip() and not r.startswith('irismodel-operator')]; \
+open('/tmp/reqs.txt', 'w').write('\n'.join(reqs + c['options'].get('install_requires', '').split()))" "$EXTRA" \
+    && /opt/irisop/bin/pip install --no-compile -c constraints.txt -r /tmp/reqs.txt
 # README.m[d]: copied when present (setup.cfg reads it as the long description).
-COPY pyproject.toml setup.cfg README.m[d] ./
+COPY README.m[d] ./
 COPY operator/ operator/
 COPY serving/ serving/
 COPY model/ model/
 COPY deploy/ deploy/
-# An extra CA bundle is a build secret, never a layer: corporate proxies need it, images must not carry it.
-RUN --mount=type=secret,id=pip_ca,required=false \
-    if [ -s /run/secrets/pip_ca ]; then export PIP_CERT=/run/secrets/pip_ca; fi; \
-    /opt/irisop/bin/pip install --no-compile . \
-    && /opt/irisop/bin/pip uninstall --yes pip setuptools wheel
+RUN /opt/irisop/bin/pip install --no-compile --no-deps . \
+    && /opt/irisop/bin/pip uninstall --yes pip setuptools wheel \
+    && find /opt/irisop -name '__pycache__' -prune -exec rm -rf {} + \
+    && find /opt/irisop -path '*/site-packages/*/tests' -prune -exec rm -rf {} +
 
 FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="irismodel-operator" \
@@ -42,7 +60,6 @@ COPY --from=builder /opt/irisop /opt/irisop
 ENV PATH=/opt/irisop/bin:$PATH \
     HOME=/tmp \
     XDG_CACHE_HOME=/tmp/.cache \
-    MPLCONFIGDIR=/tmp/.matplotlib \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 USER 10001:10001

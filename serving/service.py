@@ -24,6 +24,7 @@ from starlette.responses import Response
 from .contract import CLASSES, FEATURES, not_ready_line
 from .errors import ModelLoadError, ModelNotReady, ServingError, http_response
 from .loader import LoadedModel, load_model, sklearn_version
+from .quality import min_accuracy_from_env
 from .middleware import EdgeMiddleware
 from .settings import DEFAULT_MAX_BATCH_ROWS, ServingSettings, bentoml_config
 from .settings import workers as serving_workers
@@ -79,7 +80,7 @@ def load_state(state: ModelState) -> None:
     try:
         settings = ServingSettings.from_env()
         state.max_batch_rows = settings.max_batch_rows
-        model = load_model(settings.model_dir, settings.expected_sha256)
+        model = load_model(settings.model_dir, settings.expected_sha256, min_accuracy=min_accuracy_from_env())
     except ModelLoadError as exc:
         state.ready, state.reason, state.model = False, str(exc), None
         # The operator reads this line: permanent refusals degrade the IrisModel at once.

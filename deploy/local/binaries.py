@@ -64,3 +64,32 @@ def system_binary(name: str, *, package: str, extra_dirs: tuple[str, ...] = ()) 
     if found is None:
         raise MissingBinary(f"{name} not found; install the Debian package {package}")
     return found
+
+
+NODE_RUNTIME_SCRIPT = Path(__file__).with_name("build-node-runtime.sh")
+
+
+def containerd_bin_dir() -> Path:
+    return cache_dir() / "containerd" / versions.containerd() / "bin"
+
+
+def coredns_binary() -> Path:
+    return cache_dir() / "coredns" / versions.coredns() / "bin" / "coredns"
+
+
+def ensure_node_runtime(build: bool = True) -> Path:
+    """containerd 2.x (with its runc shim and ctr) and CoreDNS, built from their
+    Go modules once (deploy/local/build-node-runtime.sh); return containerd's
+    bin directory. Debian bookworm's containerd is 1.6: a kops 1.36 node runs 2.2."""
+    needed = [containerd_bin_dir() / n for n in ("containerd", "containerd-shim-runc-v2", "ctr")]
+    needed.append(coredns_binary())
+    if all(os.access(p, os.X_OK) for p in needed):
+        return containerd_bin_dir()
+    if not build:
+        raise MissingBinary(f"containerd/CoreDNS not built; run {NODE_RUNTIME_SCRIPT}")
+    try:
+        subprocess.run(["bash", str(NODE_RUNTIME_SCRIPT)], check=True, capture_output=True, text=True,
+                       env={**os.environ, "IRISOP_CACHE": str(cache_dir())})
+    except subprocess.CalledProcessError as exc:
+        raise MissingBinary(f"{NODE_RUNTIME_SCRIPT} failed: {exc.stderr.strip()[-2000:]}") from exc
+    return containerd_bin_dir()

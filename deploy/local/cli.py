@@ -30,11 +30,11 @@ def run(args: argparse.Namespace) -> int:
     from irisop_operator.cli import CommandError
 
     from .binaries import MissingBinary
-    from .controlplane import ControlPlane
     from .node import Node
     from .process import ProcessError
+    from .stack import stack_plane
 
-    plane = ControlPlane(args.home, build=not args.no_build)
+    plane = stack_plane(args.home, build=not args.no_build)
     node = Node(plane)
     try:
         if args.action == "up":

@@ -20,7 +20,7 @@ from typing import Callable
 
 import requests
 
-from . import binaries
+from . import binaries, network
 from .kubeconfig import write_kubeconfig
 from .pki import PKI, CertSpec
 from .process import ManagedProcess, ProcessError, free_port, http_ok, port_open, state_dir
@@ -43,6 +43,7 @@ APISERVER_SANS_DNS = (
     f"kubernetes.default.svc.{CLUSTER_DOMAIN}",
 )
 APISERVER_SANS_IP = ("127.0.0.1", KUBERNETES_SERVICE_IP)
+LOOPBACK = "127.0.0.1"
 
 # Client identities. The names are the ones the API server's bootstrap RBAC
 # policy already grants rights to, so no extra RoleBindings are needed.
@@ -53,10 +54,16 @@ SCHEDULER = CertSpec("scheduler", "system:kube-scheduler")
 APISERVER_KUBELET_CLIENT = CertSpec(
     "apiserver-kubelet-client", "irisop-apiserver-kubelet-client", organizations=("system:masters",)
 )
-APISERVER_SERVING = CertSpec(
-    "apiserver", "kube-apiserver", dns_names=APISERVER_SANS_DNS,
-    ip_addresses=APISERVER_SANS_IP, server=True, client=False,
-)
+
+
+def apiserver_serving(address: str) -> CertSpec:
+    """The API server's certificate: valid for the `kubernetes` Service (how
+    pods reach it), for loopback and for the address it listens on."""
+    ips = tuple(dict.fromkeys((*APISERVER_SANS_IP, address)))
+    return CertSpec("apiserver", "kube-apiserver", dns_names=APISERVER_SANS_DNS,
+                    ip_addresses=ips, server=True, client=False)
+
+
 # controller-manager and scheduler serve /healthz on loopback; a CA-signed
 # certificate lets the readiness probe verify TLS instead of turning it off.
 # The aggregation layer's client (API server -> metrics-server and other
@@ -122,10 +129,17 @@ class ControlPlane:
     started, and the admin kubeconfig is (re)written.
     """
 
-    def __init__(self, home: Path | None = None, *, build: bool = True) -> None:
+    def __init__(self, home: Path | None = None, *, build: bool = True,
+                 address: str = LOOPBACK, apiserver_port: int | None = None) -> None:
         self.home = Path(home) if home is not None else state_dir() / "controlplane"
         self.build = build  # build missing Kubernetes binaries (minutes) instead of failing
         self.pki = PKI(self.home / "pki")
+        # Where the API server listens. Loopback serves host-only clients
+        # (unit-level integration tests, benchmarks); the local stack passes
+        # its own interface's address (deploy/local/network.py) so that pods
+        # reach the API server through the `kubernetes` Service.
+        self.address = address
+        self.apiserver_port = apiserver_port
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -143,7 +157,11 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.ports().apiserver}"
+        return f"https://{self.address}:{self.ports().apiserver}"
+
+    @property
+    def reachable_from_pods(self) -> bool:
+        return self.address != LOOPBACK
 
     def ports(self) -> Ports:
         """Ports chosen by the first up(); chosen anew only if one got taken while down."""
@@ -154,6 +172,8 @@ class ControlPlane:
         if saved is not None:
             return saved
         ports = Ports.pick()
+        if self.apiserver_port is not None:
+            ports.apiserver = self.apiserver_port
         self.home.mkdir(parents=True, exist_ok=True)
         self._ports_file.write_text(json.dumps(asdict(ports)))
         return ports
@@ -162,7 +182,8 @@ class ControlPlane:
         """Before a cold start, forget saved ports that another program now holds."""
         if not self._ports_file.exists() or any(pid for pid in self.status().values()):
             return
-        if any(port_open(port) for port in asdict(self.ports()).values()):
+        if any(port_open(port) for port in asdict(self.ports()).values()
+               if port != self.apiserver_port):
             self._ports_file.unlink(missing_ok=True)
 
     # -- lifecycle -----------------------------------------------------------
@@ -170,6 +191,8 @@ class ControlPlane:
         """Start whatever is not running; return the admin kubeconfig path."""
         bin_dir = binaries.ensure_kube_binaries(binaries.CONTROL_PLANE_BINARIES, build=self.build)
         etcd_exe = binaries.system_binary("etcd", package="etcd-server")
+        if self.address == network.STACK_ADDRESS:
+            network.ensure_interface()
         self._refresh_ports_if_taken()
         self._ensure_pki()
         self._write_kubeconfigs()
@@ -217,7 +240,7 @@ class ControlPlane:
         self.pki.ensure_ca()
         self.pki.ensure_service_account_keys()
         for spec in (ADMIN, CONTROLLER_MANAGER, SCHEDULER, APISERVER_KUBELET_CLIENT,
-                     APISERVER_SERVING, LOOPBACK_SERVING, FRONT_PROXY_CLIENT):
+                     apiserver_serving(self.address), LOOPBACK_SERVING, FRONT_PROXY_CLIENT):
             self.pki.ensure_leaf(spec)
 
     def component_kubeconfig(self, spec: CertSpec) -> Path:
@@ -278,11 +301,11 @@ class ControlPlane:
             argv=[
                 str(bin_dir / "kube-apiserver"),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={ports.apiserver}",
-                f"--tls-cert-file={pki.cert(APISERVER_SERVING.name)}",
-                f"--tls-private-key-file={pki.key(APISERVER_SERVING.name)}",
+                f"--tls-cert-file={pki.cert('apiserver')}",
+                f"--tls-private-key-file={pki.key('apiserver')}",
                 f"--client-ca-file={pki.ca_cert}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
@@ -308,12 +331,13 @@ class ControlPlane:
                 "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 f"--proxy-client-cert-file={pki.cert(FRONT_PROXY_CLIENT.name)}",
                 f"--proxy-client-key-file={pki.key(FRONT_PROXY_CLIENT.name)}",
-                # The API server listens on loopback only, and Endpoints may not
-                # point at 127.0.0.0/8: with the default reconciler the API
-                # server logs a validation error every 10 s. The `kubernetes`
-                # Service is still created; it just has no endpoints, which
-                # only matters to in-cluster clients of the API.
-                "--endpoint-reconciler-type=none",
+                # On the stack's address the `kubernetes` Service gets this
+                # address as its endpoint (the default lease reconciler), as on
+                # a kops cluster. On loopback it cannot: Endpoints may not point
+                # at 127.0.0.0/8, and the reconciler would log a validation
+                # error every 10 s; the Service then has no endpoints, which
+                # only matters to in-cluster clients.
+                f"--endpoint-reconciler-type={'lease' if self.reachable_from_pods else 'none'}",
                 "--profiling=false",
             ],
             home=self.logs,

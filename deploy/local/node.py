@@ -1,11 +1,12 @@
-"""A real worker node for the local control plane: containerd + runc, CNI
-bridge networking, kubelet and kube-proxy (issue 5).
+"""A real worker node for the local control plane: containerd 2.x + runc,
+CNI bridge networking, kubelet, kube-proxy and CoreDNS (issues 5 and 9).
 
 Everything the node writes lives under ``home`` (default: the control plane's
 home + /node): containerd's root and state, runc's state, the kubelet root
 and pod logs, CNI IPAM state. Only three things are host-global and so the
 node is a singleton per machine: the bridge ``irisop0``, the pod subnet's
-routes, and kube-proxy's iptables chains. ``down`` drains pods, stops every
+routes, kube-proxy's iptables chains, and the stack's own interface
+(deploy/local/network.py) whose address is the node's InternalIP. ``down`` drains pods, stops every
 process, removes kube-proxy's rules, unmounts what is left under ``home`` and
 deletes the bridge.
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import yaml
 
-from . import binaries, images, metrics
+from . import binaries, coredns, images, metrics, network, nodeconfig
 from .controlplane import CLUSTER_DOMAIN, ControlPlane, start_current
 from .pki import CertSpec
 from .process import ManagedProcess, ProcessError, free_port, http_ok
@@ -34,7 +34,7 @@ NODE_NAME = "irisop-node"
 POD_CIDR = "10.244.0.0/24"
 BRIDGE = "irisop0"
 CNI_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
-DEFAULT_INSECURE_REGISTRIES = ("127.0.0.1:5000", "localhost:5000")
+DEFAULT_INSECURE_REGISTRIES = (network.REGISTRY, "127.0.0.1:5000", "localhost:5000")
 # One node per machine: kube-proxy's iptables chains and the bridge are global.
 OWNER_FILE = Path("/run/irisop/node-owner")
 
@@ -45,18 +45,17 @@ class NodeError(ProcessError):
     """The node could not be started or stopped cleanly."""
 
 
-def host_ip() -> str:
-    """The address of the interface that holds the default route.
+def node_address() -> str:
+    """The node's InternalIP: the stack's own interface address.
 
-    The kubelet and pods need a non-loopback node address: Endpoints and pod
-    host IPs may not be 127.0.0.0/8. Connecting a UDP socket sends nothing.
+    The kubelet and pods need a non-loopback node address (Endpoints and pod
+    host IPs may not be 127.0.0.0/8), and it must not be the host's external
+    interface, where the kubelet would then listen (deploy/local/network.py).
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.connect(("198.51.100.1", 9))  # TEST-NET-2 address: routing lookup only
-        except OSError as exc:
-            raise NodeError("no IPv4 default route: the node needs a non-loopback address") from exc
-        return sock.getsockname()[0]
+    try:
+        return network.ensure_interface()
+    except network.NetworkError as exc:
+        raise NodeError(str(exc)) from exc
 
 
 @dataclass
@@ -96,12 +95,16 @@ class Node:
         return self.home / "containerd"
 
     @property
+    def containerd_paths(self) -> nodeconfig.ContainerdPaths:
+        return nodeconfig.ContainerdPaths(self.containerd_dir)
+
+    @property
     def containerd_sock(self) -> Path:
-        return self.containerd_dir / "containerd.sock"
+        return self.containerd_paths.socket
 
     @property
     def registry_config_dir(self) -> Path:
-        return self.containerd_dir / "certs.d"
+        return self.containerd_paths.certs_d
 
     @property
     def cni_conf_dir(self) -> Path:
@@ -130,7 +133,8 @@ class Node:
         return ports
 
     def ctr(self, *args: str, namespace: str = "k8s.io") -> list[str]:
-        return ["ctr", "--address", str(self.containerd_sock), "--namespace", namespace, *args]
+        ctr = binaries.containerd_bin_dir() / "ctr"
+        return [str(ctr), "--address", str(self.containerd_sock), "--namespace", namespace, *args]
 
     # -- lifecycle ---------------------------------------------------------------
     def up(self) -> Path:
@@ -139,12 +143,12 @@ class Node:
         self._claim()
         kubeconfig = self.plane.up()
         bin_dir = binaries.ensure_kube_binaries(binaries.NODE_BINARIES, build=self.plane.build)
-        for name, pkg in (("containerd", "containerd"), ("runc", "runc"), ("ctr", "containerd"),
-                          ("iptables", "iptables"), ("conntrack", "conntrack")):
+        binaries.ensure_node_runtime(build=self.plane.build)
+        for name, pkg in (("runc", "runc"), ("iptables", "iptables"), ("conntrack", "conntrack")):
             binaries.system_binary(name, package=pkg, extra_dirs=("/usr/sbin", "/sbin"))
         if not Path(CNI_BIN_DIR, "bridge").exists():
             raise binaries.MissingBinary(f"{CNI_BIN_DIR}/bridge not found; install containernetworking-plugins")
-        node_ip = host_ip()
+        node_ip = node_address()
         self._prepare_host()
         self._write_containerd_config()
         self.trust_registries(self.insecure_registries)
@@ -158,7 +162,21 @@ class Node:
         self.wait_node_ready()
         if self.metrics:
             self._start_metrics_server(node_ip)
+        self._start_cluster_dns()
         return kubeconfig
+
+    def _start_cluster_dns(self) -> None:
+        """CoreDNS as a kube-system Deployment behind the kube-dns Service, as
+        kops runs it; its image is the binary built from the Go module."""
+        from kubernetes import config
+
+        archive = coredns.image_archive()
+        listed = _run(self.ctr("images", "ls", "-q")).stdout.split()
+        if coredns.IMAGE not in listed:
+            _run(self.ctr("images", "import", str(archive)), timeout=120)
+        with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
+            coredns.apply(api)
+            coredns.wait_available(api)
 
     def _start_metrics_server(self, node_ip: str) -> None:
         from kubernetes import config
@@ -234,12 +252,7 @@ class Node:
         for registry in registries:
             directory = self.registry_config_dir / registry
             directory.mkdir(parents=True, exist_ok=True)
-            (directory / "hosts.toml").write_text(
-                f'server = "http://{registry}"\n\n'
-                f'[host."http://{registry}"]\n'
-                '  capabilities = ["pull", "resolve"]\n'
-                "  skip_verify = true\n"
-            )
+            (directory / "hosts.toml").write_text(nodeconfig.registry_hosts_toml(registry))
 
     # -- setup pieces ------------------------------------------------------------
     def _claim(self) -> None:
@@ -273,78 +286,17 @@ class Node:
                 path.write_text(value)
 
     def _write_containerd_config(self) -> None:
-        d = self.containerd_dir
-        d.mkdir(parents=True, exist_ok=True)
-        cri = 'plugins."io.containerd.grpc.v1.cri"'
-        config = f"""# Written by irisop_deploy.local.node; regenerated on every `up`.
-version = 2
-root = "{d / 'root'}"
-state = "{d / 'state'}"
-# Plugins this node never uses; disabling them keeps the log free of errors.
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = "{self.containerd_sock}"
-[ttrpc]
-  address = "{self.containerd_sock}.ttrpc"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d / 'opt'}"
-
-[{cri}]
-  # Built locally (deploy/local/gobin/pause) and imported: never pulled.
-  sandbox_image = "{images.PAUSE_IMAGE}"
-  # This kernel has no AppArmor; do not try to load profiles.
-  disable_apparmor = true
-  # The VM withholds CAP_SYS_RESOURCE, so a negative oom_score_adj (the
-  # kubelet asks -998 for sandboxes) makes runc fail with "can't get final
-  # child's PID from pipe: EOF". Clamp to containerd's own score instead.
-  restrict_oom_score_adj = true
-  # Keep network namespaces under our state dir, not /var/run/netns, so a
-  # down() can find and unmount every one of them.
-  netns_mounts_under_state_dir = true
-  [{cri}.containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [{cri}.containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [{cri}.containerd.runtimes.runc.options]
-        # crun fails on hybrid cgroups; the kubelet uses cgroupfs, so must runc.
-        BinaryName = "{binaries.system_binary('runc', package='runc', extra_dirs=('/usr/sbin',))}"
-        SystemdCgroup = false
-        Root = "{d / 'runc'}"
-  [{cri}.cni]
-    bin_dir = "{CNI_BIN_DIR}"
-    conf_dir = "{self.cni_conf_dir}"
-  [{cri}.registry]
-    config_path = "{self.registry_config_dir}"
-"""
-        (d / "config.toml").write_text(config)
+        self.containerd_dir.mkdir(parents=True, exist_ok=True)
+        text = nodeconfig.containerd_config(
+            self.containerd_paths,
+            runc=binaries.system_binary("runc", package="runc", extra_dirs=("/usr/sbin",)),
+            sandbox_image=images.PAUSE_IMAGE, cni_bin_dir=CNI_BIN_DIR, cni_conf_dir=self.cni_conf_dir,
+        )
+        (self.containerd_dir / "config.toml").write_text(text)
 
     def _write_cni_config(self) -> None:
         self.cni_conf_dir.mkdir(parents=True, exist_ok=True)
-        conflist = {
-            "cniVersion": "1.0.0",
-            "name": "irisop",
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": BRIDGE,
-                    "isGateway": True,
-                    "ipMasq": True,  # pods reach the outside (and the registry) via SNAT
-                    "hairpinMode": True,  # a pod can reach itself through its Service
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": POD_CIDR}]],
-                        "routes": [{"dst": "0.0.0.0/0"}],
-                        "dataDir": str(self.home / "cni" / "ipam"),
-                    },
-                },
-                {"type": "portmap", "capabilities": {"portMappings": True}},
-            ],
-        }
+        conflist = nodeconfig.cni_conflist(bridge=BRIDGE, pod_cidr=POD_CIDR, ipam_dir=self.home / "cni" / "ipam")
         (self.cni_conf_dir / "10-irisop.conflist").write_text(json.dumps(conflist, indent=2))
 
     def _node_specs(self, node_ip: str) -> tuple[CertSpec, CertSpec]:
@@ -363,42 +315,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     def _kubelet_config(self, node_ip: str) -> Path:
         pki = self.plane.pki
         ports = self.ports()
-        config: dict[str, Any] = {
-            "apiVersion": "kubelet.config.k8s.io/v1beta1",
-            "kind": "KubeletConfiguration",
-            "address": node_ip,
-            "port": ports.kubelet,
-            "readOnlyPort": 0,
-            "healthzBindAddress": "127.0.0.1",
-            "healthzPort": ports.kubelet_healthz,
-            "authentication": {
-                "anonymous": {"enabled": False},
-                "webhook": {"enabled": True},
-                "x509": {"clientCAFile": str(pki.ca_cert)},
-            },
-            "authorization": {"mode": "Webhook"},
-            "tlsCertFile": str(pki.cert("kubelet-serving")),
-            "tlsPrivateKeyFile": str(pki.key("kubelet-serving")),
-            # This VM has hybrid cgroups (v1 controllers) and no systemd as PID 1.
-            "cgroupDriver": "cgroupfs",
-            "failCgroupV1": False,
-            "containerRuntimeEndpoint": f"unix://{self.containerd_sock}",
-            "clusterDomain": CLUSTER_DOMAIN,
-            "resolvConf": "/etc/resolv.conf",
-            "podLogsDir": str(self.home / "pod-logs"),
-            "failSwapOn": False,
-            # A developer disk is shared with everything else: never evict or
-            # garbage-collect images (the pause image is imported, not pullable).
-            "imageGCHighThresholdPercent": 100,
-            "imageGCLowThresholdPercent": 99,
-            "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
-                             "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
-            "serializeImagePulls": False,
-            "registerNode": True,
-            # Faster status updates: a fresh pod shows Ready sooner.
-            "nodeStatusUpdateFrequency": "5s",
-            "syncFrequency": "10s",
-        }
+        config = nodeconfig.kubelet_config(nodeconfig.KubeletInputs(
+            node_ip=node_ip, port=ports.kubelet, healthz_port=ports.kubelet_healthz,
+            ca_cert=pki.ca_cert, serving_cert=pki.cert("kubelet-serving"),
+            serving_key=pki.key("kubelet-serving"), containerd_socket=self.containerd_sock,
+            pod_logs_dir=self.home / "pod-logs", cluster_domain=CLUSTER_DOMAIN,
+        ))
         path = self.home / "kubelet-config.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
@@ -416,7 +338,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
         ports = self.ports()
         containerd = ManagedProcess(
             name="containerd",
-            argv=["containerd", "--config", str(self.containerd_dir / "config.toml")],
+            argv=[str(binaries.containerd_bin_dir() / "containerd"),
+                  "--config", str(self.containerd_dir / "config.toml")],
+            # containerd finds its runc shim (containerd-shim-runc-v2) on PATH:
+            # the one built with it, not Debian's 1.6 shim.
+            env={"PATH": f"{binaries.containerd_bin_dir()}:{os.environ.get('PATH', '')}"},
             home=self.logs,
             ready=self._containerd_ready,
             timeout=60,
@@ -446,6 +372,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
                 "--proxy-mode=iptables",
                 f"--hostname-override={NODE_NAME}",
                 f"--cluster-cidr={POD_CIDR}",
+                # NodePorts only on the stack's own address, never on the
+                # host's external interface.
+                f"--nodeport-addresses={network.STACK_ADDRESS}/32",
                 f"--healthz-bind-address=127.0.0.1:{ports.proxy_healthz}",
                 f"--metrics-bind-address=127.0.0.1:{ports.proxy_metrics}",
                 # Leave the host's conntrack sysctls alone: a dev VM's defaults

@@ -19,16 +19,14 @@ from typing import Any, Callable
 import requests
 import yaml
 
-from .process import ManagedProcess, http_ok, state_dir
+from . import install, network
+from .controlplane import ControlPlane
+from .process import ManagedProcess, state_dir
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "deploy" / "examples" / "irismodel.yaml"
-CRD = REPO / "crds" / "irismodel.yaml"
-REGISTRY = "127.0.0.1:5000"
-MODEL_REPOSITORY = f"{REGISTRY}/iris-models"
+REGISTRY = network.REGISTRY
 RUNTIME_REPOSITORY = f"{REGISTRY}/irisop/runtime"
-OPERATOR_HEALTH_PORT = 8079
-OPERATOR_METRICS_PORT = 8078
 REFERENCE_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [6.9, 3.1, 5.4, 2.1]]
 
 
@@ -63,24 +61,19 @@ def home() -> Path:
     return state_dir() / "stack"
 
 
-def operator_process(env: dict[str, str]) -> ManagedProcess:
-    return ManagedProcess(
-        name="operator",
-        argv=[sys.executable, "-m", "irisop_operator.cli", "operator", "run",
-              "--liveness", f"http://127.0.0.1:{OPERATOR_HEALTH_PORT}/healthz"],
-        home=home(),
-        env=env,
-        ready=http_ok(f"http://127.0.0.1:{OPERATOR_HEALTH_PORT}/healthz"),
-        timeout=60,
-    )
+def stack_plane(home_dir: Path | None = None, *, build: bool = True) -> ControlPlane:
+    """The stack's control plane: on the stack's own address (port 6443 for
+    the default home), so pods reach it through the `kubernetes` Service as
+    on a kops cluster. Another home gets a free port on the same address."""
+    return ControlPlane(home_dir, build=build, address=network.STACK_ADDRESS,
+                        apiserver_port=network.APISERVER_PORT if home_dir is None else None)
 
 
 class Stack:
     def __init__(self, extra_ca: Path | None = None) -> None:
-        from irisop_deploy.local.controlplane import ControlPlane
         from irisop_deploy.local.node import Node
 
-        self.plane = ControlPlane()
+        self.plane = stack_plane()
         self.node = Node(self.plane)
         self.extra_ca = extra_ca
         self.kubeconfig: Path | None = None
@@ -89,43 +82,36 @@ class Stack:
     def registry(self) -> ManagedProcess:
         from .registry import local_registry
 
-        return local_registry(5000, home=state_dir() / "registry")
+        return local_registry(network.REGISTRY_PORT, home=state_dir() / "registry", host=network.STACK_ADDRESS)
 
-    def moto(self) -> ManagedProcess:
+    def s3(self) -> ManagedProcess:
         from .moto import moto_server
 
-        return moto_server()
-
-    def operator_env(self, runtime_image: str) -> dict[str, str]:
-        from .moto import aws_env
-
-        return {
-            **aws_env(),
-            "KUBECONFIG": str(self.plane.kubeconfig),
-            "IRISOP_RUNTIME_IMAGE": runtime_image,
-            "IRISOP_DEFAULT_REPOSITORY": MODEL_REPOSITORY,
-            "IRISOP_INSECURE_REGISTRIES": REGISTRY,
-            "IRISOP_METRICS_PORT": str(OPERATOR_METRICS_PORT),
-            "IRISOP_WORK_DIR": str(home() / "operator-work"),
-        }
+        return moto_server(network.S3_PORT, host=network.STACK_ADDRESS)
 
     # -- steps ---------------------------------------------------------------
     def up(self, timeout: float = 300) -> dict[str, Any]:
-        progress = Progress(total=9)
-        progress.step("Kubernetes binaries (built once from the Go module proxy, cached)", self._binaries)
+        progress = Progress(total=11)
+        progress.step("Kubernetes, containerd and CoreDNS binaries (built once from the Go module proxy, cached)",
+                      self._binaries)
+        progress.step(f"stack network: interface {network.STACK_INTERFACE} with {network.STACK_ADDRESS}",
+                      lambda: _started(network.ensure_interface() and None))
         self.kubeconfig = progress.step("control plane: etcd, kube-apiserver, controller-manager, scheduler",
                                         self.plane.up)
-        progress.step("node: containerd, kubelet, kube-proxy, metrics-server", self._node)
+        progress.step("node: containerd, kubelet, kube-proxy, metrics-server, CoreDNS", self._node)
         progress.step(f"local OCI registry on {REGISTRY}", lambda: _started(self.registry().start()))
-        progress.step("S3/ECR stand-in (moto_server)", lambda: _started(self.moto().start()))
+        progress.step(f"S3 stand-in on {network.S3_ENDPOINT}", lambda: _started(self.s3().start()))
         runtime = progress.step("BentoML runtime image (built once per serving version)", self._runtime_image)
-        # The model goes up before the operator starts: moto keeps S3 in memory,
-        # and an operator resuming an existing IrisModel must find its artifact.
+        operator_image = progress.step("operator image (Dockerfile, built once per source version)",
+                                       self._operator_image)
+        # The model goes up before the operator starts: the S3 stand-in keeps
+        # objects in memory, and an operator resuming an IrisModel must find them.
         model = progress.step("train the Iris model and upload it to S3", self._model)
-        progress.step("IrisModel CRD and the operator", lambda: self._operator(runtime))
+        progress.step("install: kubectl apply --server-side -k (CRD, RBAC, operator Deployment)",
+                      lambda: self._install(operator_image, runtime))
         result = progress.step("apply deploy/examples/irismodel.yaml and wait until Ready",
                                lambda: self._apply_and_wait(timeout))
-        return {"kubeconfig": str(self.kubeconfig), "model": model, **result}
+        return {"kubeconfig": str(self.kubeconfig), "model": model, "operator_image": operator_image, **result}
 
     def _node(self) -> str:
         # Node.up returns the kubeconfig, not whether it started anything: ask first.
@@ -137,6 +123,7 @@ class Stack:
         from . import binaries
 
         binaries.ensure_kube_binaries(binaries.CONTROL_PLANE_BINARIES + binaries.NODE_BINARIES)
+        binaries.ensure_node_runtime()
         return "ready"
 
     def _runtime_image(self) -> str:
@@ -153,17 +140,19 @@ class Stack:
         pushed_file.write_text(json.dumps({"key": image.key, "ref": ref}))
         return ref
 
-    def _operator(self, runtime_image: str) -> str:
-        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-        self.kubectl("wait", "--for=condition=Established", "crd/irismodels.ml.irisop.dev", "--timeout=60s")
-        proc = operator_process(self.operator_env(runtime_image))
-        env_file = home() / "operator.env.json"
-        wanted = json.dumps(proc.env, sort_keys=True)
-        if proc.running() and (not env_file.exists() or env_file.read_text() != wanted):
-            proc.stop()  # settings changed (e.g. a new runtime image): restart with the new ones
-        started = proc.start()
-        env_file.write_text(wanted)
-        return f"operator {'started' if started else 'already running'} (log {proc.log_file})"
+    def _operator_image(self) -> str:
+        from .operatorimage import publish_operator_image
+
+        return publish_operator_image(REPO, install.OPERATOR_REPOSITORY, extra_ca=self.extra_ca, tls_verify=False)
+
+    def _install(self, operator_image: str, runtime_image: str) -> str:
+        from kubernetes import config
+
+        directory = install.write_overlay(home() / "install", operator_image, runtime_image)
+        install.apply(self.kubectl, directory)
+        with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
+            available = install.wait_available(api)
+        return f"operator Available ({available['replicas']} replica, image {operator_image.rsplit('@', 1)[1][:19]})"
 
     def _model(self) -> str:
         from irisop_model.artifact import write_artifact
@@ -175,7 +164,7 @@ class Stack:
         sample = yaml.safe_load(SAMPLE.read_text())
         uri = sample["spec"]["model"]["uri"]
         location = parse_s3_uri(uri)
-        os.environ.update(aws_env())
+        os.environ.update(aws_env(network.S3_PORT, host=network.STACK_ADDRESS))
         import boto3
 
         s3 = boto3.client("s3")
@@ -190,35 +179,50 @@ class Stack:
         return f"sha256 {meta['sha256'][:12]} at {uri}"
 
     def _apply_and_wait(self, timeout: float) -> dict[str, Any]:
+        from kubernetes import config
+
         sample = yaml.safe_load(SAMPLE.read_text())
         name, namespace = sample["metadata"]["name"], sample["metadata"].get("namespace", "default")
-        self.kubectl("apply", "-f", str(SAMPLE))
+        self.kubectl("apply", "--server-side", "-f", str(SAMPLE))
         deadline = time.monotonic() + timeout
         last = None
-        while time.monotonic() < deadline:
-            obj = json.loads(self.kubectl("-n", namespace, "get", "irismodel", name, "-o", "json"))
-            status = obj.get("status", {})
-            conds = {c["type"]: c for c in status.get("conditions", [])}
-            line = " ".join(f"{t}={conds[t]['status']}" for t in ("ArtifactReady", "ImageReady", "Ready") if t in conds)
-            if line != last:
-                sys.stderr.write(f"\n      {line} {conds.get('Ready', {}).get('message', '')}")
-                last = line
-            degraded = conds.get("Degraded", {})
-            if degraded.get("status") == "True" and conds.get("Ready", {}).get("status") != "True":
-                raise StackError(f"IrisModel {name} is Degraded: {degraded.get('reason')}: {degraded.get('message')}")
-            if conds.get("Ready", {}).get("status") == "True" and status.get("observedGeneration") == obj["metadata"]["generation"]:
-                sys.stderr.write("\n")
-                return self._predict(namespace, name, status)
-            time.sleep(1)
+        with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
+            seen = OperatorHasSeen(api)
+            while time.monotonic() < deadline:
+                obj = json.loads(self.kubectl("-n", namespace, "get", "irismodel", name, "-o", "json"))
+                status = obj.get("status", {})
+                conds = {c["type"]: c for c in status.get("conditions", [])}
+                line = " ".join(f"{t}={conds[t]['status']}" for t in ("ArtifactReady", "ImageReady", "Ready")
+                                if t in conds)
+                if line != last:
+                    sys.stderr.write(f"\n      {line} {conds.get('Ready', {}).get('message', '')}")
+                    last = line
+                # Conditions left in etcd by an earlier operator are not this
+                # operator's verdict: judge only what it has seen.
+                if seen(conds):
+                    degraded = conds.get("Degraded", {})
+                    if degraded.get("status") == "True" and conds.get("Ready", {}).get("status") != "True":
+                        raise StackError(f"IrisModel {name} is Degraded: {degraded.get('reason')}: "
+                                         f"{degraded.get('message')}")
+                    if conds.get("Ready", {}).get("status") == "True" \
+                            and status.get("observedGeneration") == obj["metadata"]["generation"]:
+                        sys.stderr.write("\n")
+                        return self._predict(api, namespace, name, status)
+                time.sleep(1)
         raise StackError(f"IrisModel {name} not Ready after {timeout:.0f}s; see `kubectl describe irismodel {name}`")
 
-    def _predict(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    def _predict(self, api: Any, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Predict twice: from a pod through status.url (CoreDNS, kube-proxy),
+        and from the host through the ClusterIP, which the host can route to."""
+        from .incluster_probe import predict_from_pod
+
+        body = {"rows": REFERENCE_ROWS}
+        in_cluster = predict_from_pod(api, namespace, status["image"], f"{status['url']}/predict", REFERENCE_ROWS)
         svc = json.loads(self.kubectl("-n", namespace, "get", "service", name, "-o", "json"))
         url = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/predict"
-        body = {"rows": REFERENCE_ROWS}
         response = _post_with_retry(url, body)
         return {"url": status.get("url"), "service_url": url, "request": body, "response": response,
-                "image": status.get("image")}
+                "in_cluster_response": in_cluster, "image": status.get("image")}
 
     def kubectl(self, *args: str) -> str:
         from . import binaries
@@ -230,22 +234,54 @@ class Stack:
         return done.stdout
 
     def down(self) -> list[str]:
+        """Stop everything `up` started. The operator is a pod: it stops with the node."""
         stopped = []
-        proc = operator_process({})
-        if proc.running():
-            proc.stop()
-            stopped.append("operator")
         if self.node.running():
             self.node.down()
             stopped.append("node")
         if self.plane.running():
             self.plane.down()
             stopped.append("control plane")
-        for name, service in (("registry", self.registry()), ("moto_server", self.moto())):
+        for name, service in (("registry", self.registry()), ("S3 stand-in", self.s3())):
             if service.running():
                 service.stop()
                 stopped.append(name)
+        network.remove_interface()
         return stopped
+
+
+class OperatorHasSeen:
+    """Whether the operator pod now running has seen the IrisModels.
+
+    The operator writes a condition only when it changes, so a condition left
+    by an earlier operator may stay as it is after a restart; it is this
+    operator's verdict only once this operator has reconciled the object.
+    The signal is the operator's own metric `irisop_models_unseen` (0 once
+    its resume pass has covered every IrisModel), read from the pod over the
+    pod network; where that metric is absent, a condition counts once it was
+    written after the operator pod started.
+    """
+
+    def __init__(self, api: Any) -> None:
+        from kubernetes import client
+
+        self.core = client.CoreV1Api(api)
+
+    def __call__(self, conditions: dict[str, dict[str, Any]]) -> bool:
+        pods = [p for p in install.operator_pods(self.core.api_client)
+                if p.status.phase == "Running" and p.status.pod_ip and not p.metadata.deletion_timestamp]
+        if not pods:
+            return False
+        for pod in pods:
+            try:
+                metrics = install.scrape_metrics(pod.status.pod_ip)
+            except requests.RequestException:
+                continue
+            unseen = metrics.get("irisop_models_unseen")
+            if unseen is not None:
+                return unseen == 0
+        started = min(p.status.start_time for p in pods).isoformat().replace("+00:00", "Z")
+        return any(c.get("lastTransitionTime", "") >= started for c in conditions.values())
 
 
 def _started(result: Any) -> str:

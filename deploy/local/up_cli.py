@@ -26,8 +26,9 @@ def run(args: argparse.Namespace) -> int:
     except StackError as exc:
         raise CommandError(str(exc)) from exc
     print(f"\nReady. export KUBECONFIG={result['kubeconfig']}")
-    print(f"In-cluster URL: {result['url']}")
-    print("Try it:")
+    print(f"In-cluster URL (status.url, answered from a pod): {result['url']}/predict")
+    print(f"  -> {json.dumps(result['in_cluster_response']['predictions'])}")
+    print("From this host (the ClusterIP routes here):")
     print(f"  curl -s -X POST {result['service_url']} -H 'Content-Type: application/json' "
           f"-d '{json.dumps(result['request'])}'")
     print(json.dumps(result["response"], indent=2))

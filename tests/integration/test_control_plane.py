@@ -16,10 +16,10 @@ from cryptography import x509
 
 from irisop_deploy.local import binaries
 from irisop_deploy.local.controlplane import (
-    APISERVER_SERVING,
     COMPONENTS,
     KUBERNETES_SERVICE_IP,
     ControlPlane,
+    apiserver_serving,
 )
 from irisop_deploy.local.pki import PKI, CertSpec
 from tests.fixtures.cluster import KubeCluster, missing_tool, wait_for
@@ -48,11 +48,11 @@ def _deployment(name: str) -> dict:
 
 def test_apiserver_certificate_names_every_address(tmp_path: Path) -> None:
     pki = PKI(tmp_path)
-    crt, _ = pki.ensure_leaf(APISERVER_SERVING)
+    crt, _ = pki.ensure_leaf(apiserver_serving("10.250.0.1"))
     cert = x509.load_pem_x509_certificate(crt.read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert {"localhost", "kubernetes.default.svc"} <= set(san.get_values_for_type(x509.DNSName))
-    assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", KUBERNETES_SERVICE_IP}
+    assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", KUBERNETES_SERVICE_IP, "10.250.0.1"}
     ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
     cert.verify_directly_issued_by(ca)
 

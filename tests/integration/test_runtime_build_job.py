@@ -25,13 +25,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def pod_registry(kube_node, tmp_path_factory) -> Iterator[str]:
-    """An open registry on the node address, trusted by the node's containerd."""
+    """An open registry on the stack's own address (never the host's external
+    one), reachable from pods and trusted by the node's containerd."""
     require_tool("docker-registry")
-    from irisop_deploy.local.node import host_ip
+    from irisop_deploy.local.network import STACK_ADDRESS, ensure_interface
     from irisop_deploy.local.process import free_port
     from irisop_deploy.local.registry import local_registry
 
-    host = f"{host_ip()}:{free_port()}"
+    ensure_interface()
+    host = f"{STACK_ADDRESS}:{free_port()}"
     proc = local_registry(int(host.rsplit(":", 1)[1]), home=tmp_path_factory.mktemp("pod-registry"),
                           host=host.rsplit(":", 1)[0])
     proc.start()
