@@ -19,6 +19,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
+        # As uvicorn binds: connections of a stopped server in TIME_WAIT must
+        # not make the port look taken for a minute (a listener still does).
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

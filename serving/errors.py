@@ -45,8 +45,24 @@ class BatchTooLarge(ServingError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 
 
+class BodyTooLarge(ServingError):
+    """The body is over the byte limit derived from IRISOP_MAX_BATCH_ROWS; refused unread."""
+
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class BodyTimeout(ServingError):
+    """The client did not deliver the whole body within IRISOP_BODY_TIMEOUT."""
+
+    status = HTTPStatus.REQUEST_TIMEOUT
+
+
+class MethodNotAllowed(ServingError):
+    status = HTTPStatus.METHOD_NOT_ALLOWED
+
+
 class UnsupportedMediaType(ServingError):
-    """The body is not sent as JSON (form and multipart bodies are refused)."""
+    """The body is not sent as application/json (anything else, or no Content-Type)."""
 
     status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
 

@@ -1,20 +1,20 @@
 """ASGI middleware for what BentoML's @api cannot express.
 
+- Exact-path routes of our own, answered before BentoML sees the request:
+  POST /predict (predict_route.py) and GET /docs.json (openapi.py, the
+  document that matches what /predict really does).
 - /readyz: BentoML's own answers a bare 503 when ``__is_ready__`` is False; an
   operator or a human debugging a rollout needs the reason, so while the model
   is not ready this answers /readyz itself with a JSON body.
-- GET /metadata: BentoML APIs are POST-only.
-- POST /predict with a form or multipart Content-Type: BentoML would route it
-  to its multipart parser, which answers a malformed body with a 500. The API
-  takes JSON only, so those get a 415 here.
+- GET /metadata (BentoML APIs are POST-only); any other method is 405.
 Everything else, including /readyz once ready, passes through untouched.
 """
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Mapping, Protocol
 
-from .errors import UnsupportedMediaType, http_response
+from .errors import MethodNotAllowed, http_response
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -29,65 +29,53 @@ class ModelStatus(Protocol):
     def metadata(self) -> dict[str, Any]: ...
 
 
-# Media types BentoML hands to a non-JSON parser.
-_NOT_JSON = ("multipart/", "application/x-www-form-urlencoded", "application/vnd.bentoml+pickle")
-
-
 class EdgeMiddleware:
     def __init__(
         self,
         app: ASGIApp,
         status: Callable[[], ModelStatus],
+        routes: Mapping[str, ASGIApp] | None = None,
         readyz: str = "/readyz",
         metadata: str = "/metadata",
-        json_only: tuple[str, ...] = ("/predict",),
     ) -> None:
         self.app = app
         self.status = status
+        self.routes = dict(routes or {})
         self.readyz = readyz
         self.metadata_path = metadata
-        self.json_only = json_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+        if scope["type"] == "http":
             path = scope["path"]
-            if path == self.readyz:
+            route = self.routes.get(path)
+            if route is not None:
+                await route(scope, receive, send)
+                return
+            reading = scope["method"] in ("GET", "HEAD")
+            if path == self.metadata_path:
+                await self._metadata(send, reading, scope["method"])
+                return
+            if path == self.readyz and reading:
                 status = self.status()
                 if not status.ready:
                     await _json(send, 503, {"ready": False, "reason": status.reason})
                     return
-            elif path == self.metadata_path:
-                status = self.status()
-                if status.ready:
-                    await _json(send, 200, status.metadata())
-                else:
-                    await _json(send, 503, {"ready": False, "reason": status.reason})
-                return
-        elif scope["type"] == "http" and scope["path"] in self.json_only:
-            media_type = _content_type(scope)
-            if media_type.startswith(_NOT_JSON):
-                code, body = http_response(
-                    UnsupportedMediaType(f"Content-Type {media_type!r} is not supported: send application/json", field="Content-Type")
-                )
-                await _json(send, code, body)
-                return
         await self.app(scope, receive, send)
 
+    async def _metadata(self, send: Send, reading: bool, method: str) -> None:
+        if not reading:
+            code, body = http_response(MethodNotAllowed(f"{method} is not allowed on {self.metadata_path}: use GET"))
+            await _json(send, code, body, [(b"allow", b"GET, HEAD")])
+            return
+        status = self.status()
+        if status.ready:
+            await _json(send, 200, status.metadata())
+        else:
+            await _json(send, 503, {"ready": False, "reason": status.reason})
 
-def _content_type(scope: Scope) -> str:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type":
-            return value.decode("latin-1").split(";")[0].strip().lower()
-    return ""
 
-
-async def _json(send: Send, code: int, body: dict[str, Any]) -> None:
+async def _json(send: Send, code: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None) -> None:
     data = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": code,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": code, "headers": headers})
     await send({"type": "http.response.body", "body": data})

@@ -24,16 +24,40 @@ def _flag(value: str) -> bool:
 
 
 DEFAULT_REQUEST_TIMEOUT = 1.0
+# Seconds a client has to deliver the whole /predict body (408 after). The
+# largest body allowed (max_body_bytes) is ~0.5 MB: 5 s is ~1 Mbit/s.
+DEFAULT_BODY_TIMEOUT = 5.0
+
+# The byte limit of a /predict body, derived from the row limit: a row written
+# as an object with the four names, 17-digit values and some indentation is
+# under 250 bytes; 512 leaves room for any reasonable formatting, and the
+# envelope ({"rows": [...]}, whitespace) gets 1 KiB. Anything larger is refused
+# with 413 before it is read to the end, let alone parsed.
+BODY_BYTES_PER_ROW = 512
+BODY_ENVELOPE_BYTES = 1024
 
 
-def _timeout(raw: str) -> float:
+def max_body_bytes(max_rows: int) -> int:
+    return BODY_ENVELOPE_BYTES + BODY_BYTES_PER_ROW * max_rows
+
+
+def _timeout(raw: str, default: float = DEFAULT_REQUEST_TIMEOUT) -> float:
     # Read at import time, where raising would kill the worker: fall back to
     # the default rather than crash on a typo (see docs/serving.md).
     try:
-        value = float(raw) if raw.strip() else DEFAULT_REQUEST_TIMEOUT
+        value = float(raw) if raw.strip() else default
     except ValueError:
-        return DEFAULT_REQUEST_TIMEOUT
-    return value if value > 0 else DEFAULT_REQUEST_TIMEOUT
+        return default
+    return value if value > 0 and value == value and value != float("inf") else default
+
+
+def timeouts(env: Mapping[str, str] | None = None) -> tuple[float, float]:
+    """(body, processing) seconds: IRISOP_BODY_TIMEOUT and IRISOP_REQUEST_TIMEOUT."""
+    env = os.environ if env is None else env
+    return (
+        _timeout(env.get("IRISOP_BODY_TIMEOUT", ""), DEFAULT_BODY_TIMEOUT),
+        _timeout(env.get("IRISOP_REQUEST_TIMEOUT", ""), DEFAULT_REQUEST_TIMEOUT),
+    )
 
 
 def workers(env: Mapping[str, str] | None = None) -> int:
@@ -63,15 +87,15 @@ def bentoml_config(env: Mapping[str, str] | None = None) -> dict[str, object]:
     env = os.environ if env is None else env
     config: dict[str, object] = {
         "logging": {"access": {"enabled": _flag(env.get("IRISOP_ACCESS_LOG", ""))}},
-        # BentoML's timeout middleware arms a timer per request and never
-        # cancels it, so every request's objects (timer, future and the
-        # request's context) stay alive for the whole timeout. At ~1,500
-        # req/s that backlog is what full garbage collections walk: measured
-        # p99 at 16 connections 127 ms with 5 s, 22 ms with 1 s (and RSS
-        # 155 vs 116 MiB). A prediction takes about a millisecond and a
-        # 1,000-row batch ~10 ms, so 1 s only cuts off a server that is
-        # already badly overloaded (it answers 504 instead of queueing).
-        "traffic": {"timeout": _timeout(env.get("IRISOP_REQUEST_TIMEOUT", ""))},
+        # BentoML's timeout middleware wraps every route, /predict included,
+        # and its clock starts with the request line, so it would also cut off
+        # a client still uploading (504 for a client fault). /predict runs its
+        # own body clock (predict_route.py, 408) and, once the body is in,
+        # does synchronous work bounded by the row limit, so BentoML's clock
+        # is set past body + processing time: a backstop that never fires first.
+        # It arms a timer per request and never cancels it; what a timer holds
+        # is small for the lean route (no BentoML request context).
+        "traffic": {"timeout": sum(timeouts(env))},
     }
     if not _flag(env.get("IRISOP_TRACE_REQUESTS", "")):
         # A full URL is matched by regex search: anchor on the path.

@@ -1,10 +1,10 @@
-"""Request rows -> a float64 matrix, or an InvalidRequest naming the row and field.
+"""Request document -> a float64 matrix, or an InvalidRequest naming the row and field.
 
-A row is either a list of the four measurements in contract order or an object
-keyed by the four feature names. JSON parsing has already happened (BentoML
-answers malformed JSON and a missing "rows" field with its own 400), so this
-works on plain Python values and is cheap: the common all-float batch is
-checked with one type test per value before numpy takes over.
+The document is ``{"rows": [...]}`` and nothing else. A row is either a list
+of the four measurements in contract order or an object keyed by the four
+feature names. JSON decoding (body.py) has already happened, so this works on
+plain Python values and is cheap: the common all-float batch is checked with
+one type test per value before numpy takes over.
 """
 from __future__ import annotations
 
@@ -14,10 +14,25 @@ from typing import Any, Sequence
 import numpy as np
 
 from .contract import FEATURES
+from .body import DuplicateKeys, TooLarge
 from .errors import BatchTooLarge, InvalidRequest
 
 _N = len(FEATURES)
 _FEATURE_SET = frozenset(FEATURES)
+
+
+def request_rows(doc: Any) -> Any:
+    """The "rows" of a request document (still unchecked)."""
+    if type(doc) is dict and len(doc) == 1 and "rows" in doc:
+        return doc["rows"]  # the hot path
+    if isinstance(doc, DuplicateKeys):
+        raise InvalidRequest(f"duplicate key {doc.key!r} in the request object", field=doc.key)
+    if not isinstance(doc, dict):
+        raise InvalidRequest(f'the body must be a JSON object {{"rows": [...]}}, got {_kind(doc)}', field="body")
+    unknown = sorted(str(k) for k in doc if k != "rows")
+    if unknown:
+        raise InvalidRequest(f"unknown field {unknown[0]!r}: the request object has only \"rows\"", field=unknown[0])
+    raise InvalidRequest('missing field "rows"', field="rows")
 
 
 def rows_to_matrix(rows: Any, max_rows: int) -> np.ndarray:
@@ -79,6 +94,8 @@ def _row_values(i: int, row: Any) -> list[float]:
             raise InvalidRequest(f"row {i}: expected {_N} features {list(FEATURES)}, got {len(row)}", row=i)
         return [_number(i, name, value) for name, value in zip(FEATURES, row)]
     if isinstance(row, dict):
+        if isinstance(row, DuplicateKeys):
+            raise InvalidRequest(f"row {i}: duplicate feature {row.key!r}", row=i, field=row.key)
         unknown = sorted(str(k) for k in row if k not in _FEATURE_SET)
         if unknown:
             raise InvalidRequest(f"row {i}: unknown feature {unknown[0]!r} (expected {list(FEATURES)})", row=i, field=unknown[0])
@@ -90,6 +107,8 @@ def _row_values(i: int, row: Any) -> list[float]:
 
 
 def _number(i: int, name: str, value: Any) -> float:
+    if type(value) is TooLarge:
+        raise InvalidRequest(f"row {i}: {name} is too large for a float", row=i, field=name)
     if type(value) is bool or not isinstance(value, (int, float)):
         raise InvalidRequest(f"row {i}: {name} must be a number, got {_kind(value)}", row=i, field=name)
     try:

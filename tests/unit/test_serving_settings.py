@@ -58,9 +58,20 @@ def test_bentoml_config_switches() -> None:
     assert "tracing" not in config
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("", 1.0), ("2.5", 2.5), ("0", 1.0), ("-1", 1.0), ("soon", 1.0)])
-def test_request_timeout(raw: str, expected: float) -> None:
-    assert bentoml_config({"IRISOP_REQUEST_TIMEOUT": raw})["traffic"] == {"timeout": expected}
+@pytest.mark.parametrize(("raw", "expected"), [("", 1.0), ("2.5", 2.5), ("0", 1.0), ("-1", 1.0), ("soon", 1.0), ("nan", 1.0), ("inf", 1.0)])
+def test_timeouts_and_the_bentoml_backstop_past_both(raw: str, expected: float) -> None:
+    from irisop_serving.settings import DEFAULT_BODY_TIMEOUT, timeouts
+
+    assert timeouts({"IRISOP_REQUEST_TIMEOUT": raw}) == (DEFAULT_BODY_TIMEOUT, expected)
+    assert timeouts({"IRISOP_BODY_TIMEOUT": raw})[0] == (expected if raw == "2.5" else DEFAULT_BODY_TIMEOUT)
+    assert bentoml_config({"IRISOP_REQUEST_TIMEOUT": raw})["traffic"] == {"timeout": DEFAULT_BODY_TIMEOUT + expected}
+
+
+def test_body_limit_follows_the_row_limit() -> None:
+    from irisop_serving.settings import max_body_bytes
+
+    assert max_body_bytes(1000) == 1024 + 512 * 1000
+    assert max_body_bytes(1) < max_body_bytes(2)
 
 
 def test_workers_come_from_the_operator_and_bad_values_fall_back():

@@ -1,0 +1,121 @@
+"""A /predict body: read within a byte limit and a deadline, then decoded as strict JSON.
+
+Reading (ASGI ``receive``): a Content-Length over the limit is refused before
+a byte is read; a chunked body is refused as soon as it passes the limit, so
+memory never holds more than the limit plus one chunk. The whole body must
+arrive within the body timeout (408); a client that disconnects first gets
+nothing (there is no one to answer).
+
+Decoding (the stdlib's C scanner with hooks, cheaper than it sounds: one call
+per object and per integer):
+- UTF-8 only; NaN/Infinity literals are parsed so validation can name the row
+  and field they are in, like 1e999.
+- A duplicate key is not silently last-wins: the object becomes a
+  ``DuplicateKeys`` that validation reports with its row.
+- An integer too long for a float64 becomes ``TooLarge`` instead of Python's
+  4,300-digit ValueError, so it gets the same row/field error as any other
+  integer beyond the float range.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Awaitable, Callable
+
+from .errors import BodyTimeout, BodyTooLarge, InvalidRequest
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+# 309 digits is past 1.8e308: every longer integer is out of float range.
+_MAX_INT_DIGITS = 309
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body was complete."""
+
+
+class DuplicateKeys(dict):  # type: ignore[type-arg]
+    """A JSON object that named ``key`` more than once (the last value kept, but reported)."""
+
+    key: str = ""
+
+
+class TooLarge:
+    """An integer literal beyond the float64 range (its digits are not kept)."""
+
+    __slots__ = ()
+
+
+_TOO_LARGE = TooLarge()
+
+
+def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)  # the HTTP parser has already refused a malformed one
+    return None
+
+
+async def read_body(receive: Receive, limit: int, timeout: float, declared: int | None) -> bytes:
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(f"body of {declared} bytes is over the limit of {limit} bytes", field="body")
+    try:
+        async with asyncio.timeout(timeout):
+            return await _collect(receive, limit)
+    except TimeoutError as exc:
+        raise BodyTimeout(f"the body did not arrive within {timeout:g} s", field="body") from exc
+
+
+async def _collect(receive: Receive, limit: int) -> bytes:
+    message = await receive()
+    body = message.get("body", b"")
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        return body  # the common case: one message
+    parts = [body]
+    size = len(body)
+    while True:
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        if size > limit:
+            raise BodyTooLarge(f"body is over the limit of {limit} bytes", field="body")
+        if not message.get("more_body", False):
+            return b"".join(parts)
+        message = await receive()
+        chunk = message.get("body", b"")
+        parts.append(chunk)
+        size += len(chunk)
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    duplicate = DuplicateKeys(obj)
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            duplicate.key = key
+            break
+        seen.add(key)
+    return duplicate
+
+
+def _int(text: str) -> int | TooLarge:
+    digits = len(text) - (text[0] == "-")
+    return _TOO_LARGE if digits > _MAX_INT_DIGITS else int(text)
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_int=_int)
+
+
+def decode(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"body is not UTF-8: byte {exc.start} is invalid", field="body") from exc
+    try:
+        return _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", field="body") from exc
+    except RecursionError as exc:
+        raise InvalidRequest("body is not valid JSON: nested too deeply", field="body") from exc
