@@ -12,6 +12,7 @@ from typing import Literal, TextIO
 from . import plan, steps
 from .config import ClusterConfig
 from .gateway import Aws
+from .images import Publisher, Recipe
 from .runner import Runner
 
 DEFAULT_MANIFESTS = Path(__file__).resolve().parents[1] / "overlays" / "aws"
@@ -25,6 +26,9 @@ def execute(
     dry_run: bool = False,
     purge: bool = False,
     keep_discovery_bucket: bool = False,
+    publisher: Publisher | None = None,
+    recipes: list[Recipe] | None = None,
+    registry_host: str = "",
     manifests: Path = DEFAULT_MANIFESTS,
     spec_out: Path | None = None,
     spec_runner: Runner | None = None,
@@ -35,7 +39,8 @@ def execute(
     ctx = plan.Context(
         cfg=cfg, aws=Aws(cfg.region, dry_run=dry_run, out=out), runner=runner, manifests=manifests,
         dry_run=dry_run, purge=purge, spec_out=spec_out, spec_runner=spec_runner, out=out,
-        keep_discovery_bucket=keep_discovery_bucket,
+        keep_discovery_bucket=keep_discovery_bucket, publisher=publisher, recipes=list(recipes or []),
+        registry_host=registry_host,
     )
     ctx.say(f"{'Dry run: would ' if dry_run else ''}{action} cluster {cfg.name} in {cfg.region} "
             f"(region from {cfg.region_source})")

@@ -71,7 +71,6 @@ class ClusterConfig:
                              "kops release the bootstrap expects on PATH and the admin instance installs "
                              "(default: deploy/versions.env)")
     validate_timeout: str = _opt("15m", "how long `kops validate cluster --wait` waits for a healthy cluster")
-    operator_image_tag: str = _opt("0.1.0", "tag of the operator image in operator_repository")
     tags: dict[str, str] = _opt({"app.kubernetes.io/part-of": "irisop"}, "tags put on every AWS resource created")
     # Not a setting: where `region` came from, printed by create/delete/config.
     region_source: str = field(default="configuration", compare=False, metadata={"internal": True})

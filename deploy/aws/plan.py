@@ -10,11 +10,14 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
 from .config import ClusterConfig
 from .gateway import Aws
 from .runner import Runner
+
+if TYPE_CHECKING:
+    from .images import Published, Publisher, Recipe
 
 
 @dataclass
@@ -33,9 +36,17 @@ class Context:
     policy_arns: dict[str, str] = field(default_factory=dict)  # policy name -> ARN
     operator_role_arn: str = ""  # the role kops made for the operator's ServiceAccount (IRSA)
     keep_discovery_bucket: bool = False
+    publisher: "Publisher | None" = None  # builds/pushes the operator's images (tests pass their own)
+    recipes: list["Recipe"] = field(default_factory=list)
+    images: dict[str, "Published"] = field(default_factory=dict)  # kind -> what was published
+    registry_host: str = ""  # empty: this account's ECR registry (tests: a local registry mapped to moto's ECR)
     kept: list[str] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what a dry-run step really did (e.g. wrote the spec)
+
+    @property
+    def registry(self) -> str:
+        return self.registry_host or f"{self.account}.dkr.ecr.{self.cfg.region}.amazonaws.com"
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)

@@ -17,7 +17,7 @@ import yaml
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from .. import versions
-from . import admin, discovery_bucket, dns, iam, irsa, kops, network, registry, state_bucket, validate
+from . import admin, discovery_bucket, dns, iam, images, irsa, kops, network, registry, state_bucket, validate
 from .config import ClusterConfig
 from .plan import Context, Step, StepError
 from .runner import CommandFailed, Result, Runner, require
@@ -212,6 +212,32 @@ def _operator_role(ctx: Context) -> str:
     return f"{name} ({ctx.operator_role_arn})"
 
 
+def image_repositories(cfg: ClusterConfig) -> dict[str, str]:
+    """Where each image kind goes (see images.py for why the runtime shares the model repository)."""
+    return {"operator": cfg.operator_repository, "runtime": cfg.model_repository}
+
+
+def _images(ctx: Context) -> str:
+    from irisop_deploy.local.baseimage import ImageBuildError
+    from irisop_deploy.local.operatorimage import OperatorImageError
+    from irisop_operator.images.runtime import RuntimeBuildError
+    from irisop_operator.pipeline import ImageError
+
+    if ctx.dry_run or ctx.publisher is None:
+        return "skipped (dry run)" if ctx.dry_run else "skipped (no image publisher)"
+    done = []
+    for recipe in ctx.recipes:
+        repository = f"{ctx.registry}/{image_repositories(ctx.cfg)[recipe.kind]}"
+        try:
+            published = ctx.publisher.publish(recipe, repository)
+        except (ImageError, RuntimeBuildError, OperatorImageError, ImageBuildError) as exc:
+            raise StepError(f"{recipe.kind} image ({recipe.builder}): {str(exc).splitlines()[0]}") from exc
+        ctx.images[recipe.kind] = published
+        how = "already in the registry, reused" if published.reused else "built and pushed"
+        done.append(f"{recipe.kind} {published.tag}: {how} ({published.ref})")
+    return "; ".join(done)
+
+
 def _kops_validate(ctx: Context) -> str:
     require(ctx.runner, kops.validate_cluster(ctx.cfg))
     return "cluster is healthy"
@@ -229,18 +255,21 @@ def install_kustomization(ctx: Context, where: Path) -> dict:
     IRSA identity (the role kops created). kustomize refuses absolute
     resource paths, hence the path relative to `where`.
     """
-    registry_host = f"{ctx.account}.dkr.ecr.{ctx.cfg.region}.amazonaws.com"
     namespace, account = irsa.operator_service_account()
+    image = {"name": AWS_OVERLAY_IMAGE, "newName": f"{ctx.registry}/{ctx.cfg.operator_repository}"}
+    literals = [f"IRISOP_DEFAULT_REPOSITORY={ctx.registry}/{ctx.cfg.model_repository}", f"AWS_REGION={ctx.cfg.region}"]
+    # By digest, as published by the images step (without it, e.g. rendered in a
+    # dry run, the overlay's tag stays and no runtime image is set).
+    if "operator" in ctx.images:
+        image["digest"] = ctx.images["operator"].digest
+    if "runtime" in ctx.images:
+        literals.append(f"{images.RUNTIME_IMAGE_ENV}={ctx.images['runtime'].ref}")
     return {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
         "resources": [os.path.relpath(ctx.manifests.resolve(), Path(where).resolve())],
-        "images": [{"name": AWS_OVERLAY_IMAGE, "newName": f"{registry_host}/{ctx.cfg.operator_repository}",
-                    "newTag": ctx.cfg.operator_image_tag}],
-        "configMapGenerator": [{"name": "irisop-operator-config", "behavior": "merge", "literals": [
-            f"IRISOP_DEFAULT_REPOSITORY={registry_host}/{ctx.cfg.model_repository}",
-            f"AWS_REGION={ctx.cfg.region}",
-        ]}],
+        "images": [image],
+        "configMapGenerator": [{"name": "irisop-operator-config", "behavior": "merge", "literals": literals}],
         "patches": [
             {"target": {"kind": "ServiceAccount", "name": account, "namespace": namespace},
              "patch": yaml.safe_dump(irsa.service_account_patch(ctx.operator_role_arn))},
@@ -300,6 +329,10 @@ def create_steps(cfg: ClusterConfig) -> list[Step]:
         Step("ECR repositories", _guard(lambda c: registry.ensure(c.aws, c.cfg)),
              f"would create {', '.join(registry.repositories(cfg))} unless they exist, with scan on push and the "
              "lifecycle policy"),
+        Step("operator and runtime images", _guard(_images),
+             "would build the operator image (podman) and the BentoML runtime image (buildah) here unless "
+             f"{cfg.operator_repository}:o-<key> and {cfg.model_repository}:r-<key> are in the registry, and push "
+             "each with a fresh ECR token"),
         Step("IAM policies (nodes: ECR pull; operator via IRSA: S3 read + ECR push)", _guard(_policies),
              "would create the policies, or a new default version where a document changed"),
         Step("admin instance", _guard(lambda c: admin.ensure(c.aws, c.cfg, c.vpc_id)),

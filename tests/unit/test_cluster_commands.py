@@ -191,15 +191,22 @@ def test_missing_tool_fails_the_first_step_with_an_install_hint(tmp_path):
 
 
 def test_install_kustomization_points_at_this_accounts_registry(tmp_path):
+    from irisop_deploy.aws.images import Published
+
+    operator = "111122223333.dkr.ecr.eu-west-1.amazonaws.com/irisop/operator@sha256:" + "a" * 64
+    runtime = "111122223333.dkr.ecr.eu-west-1.amazonaws.com/irisop/models@sha256:" + "b" * 64
     ctx = plan.Context(cfg=PRIVATE, aws=Aws(PRIVATE.region, dry_run=True), runner=DryRunRunner(),
-                       manifests=tmp_path, account="111122223333")
+                       manifests=tmp_path, account="111122223333",
+                       images={"operator": Published(operator, "o-1", reused=False),
+                               "runtime": Published(runtime, "r-1", reused=True)})
     kustomization = steps.install_kustomization(ctx, tmp_path / "install")
     assert kustomization["resources"] == [".."]
     assert kustomization["images"] == [{"name": steps.AWS_OVERLAY_IMAGE,
                                         "newName": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/irisop/operator",
-                                        "newTag": "0.1.0"}]
-    assert "IRISOP_DEFAULT_REPOSITORY=111122223333.dkr.ecr.eu-west-1.amazonaws.com/irisop/models" in \
-        kustomization["configMapGenerator"][0]["literals"]
+                                        "digest": "sha256:" + "a" * 64}]
+    literals = kustomization["configMapGenerator"][0]["literals"]
+    assert "IRISOP_DEFAULT_REPOSITORY=111122223333.dkr.ecr.eu-west-1.amazonaws.com/irisop/models" in literals
+    assert f"IRISOP_RUNTIME_IMAGE={runtime}" in literals  # by digest: the first IrisModel needs nothing else
     json.dumps(kustomization)  # plain data, renders as YAML
 
 
