@@ -68,6 +68,9 @@ def model_card(meta: Mapping[str, Any], confusion: np.ndarray) -> str:
         "",
         f"- Hold-out accuracy: {metrics['holdout_accuracy']:.3f}",
         f"- {len(metrics['cv_scores'])}-fold cross-validation on the training split: {cv} (mean {metrics['cv_mean']:.3f})",
+        *([f"- Check set: `{meta['check_set']['file']}`, the {meta['check_set']['rows']} held-out rows and labels "
+           "(sha256 in model.json); the serving container scores the model on them before it takes traffic"]
+          if meta.get("check_set") else []),
         "",
         header,
         rule,

@@ -34,6 +34,10 @@ class TrainResult:
     holdout_accuracy: float
     cv_scores: tuple[float, ...]
     confusion: np.ndarray  # rows: true class, columns: predicted class (hold-out set)
+    # The held-out rows and their class indices: written into the artifact as
+    # its check set, which the serving container scores before it is ready.
+    holdout_rows: np.ndarray
+    holdout_labels: np.ndarray
 
     @property
     def cv_mean(self) -> float:
@@ -84,4 +88,6 @@ def train(params: TrainParams = TrainParams()) -> TrainResult:
         holdout_accuracy=float(accuracy_score(y_test, predicted)),
         cv_scores=tuple(float(s) for s in cv_scores),
         confusion=confusion_matrix(y_test, predicted, labels=list(range(len(CLASSES)))),
+        holdout_rows=X_test,
+        holdout_labels=y_test,
     )

@@ -28,9 +28,15 @@ import botocore.config
 import botocore.exceptions
 
 from irisop_serving.contract import (
+    CHECK_SET_INVALID,
+    CHECK_SET_MISSING,
+    MAX_CHECK_SET_BYTES,
     METADATA_FILE,
     ArtifactMetadata,
+    CheckSetError,
+    CheckSetRef,
     ContractError,
+    parse_check_set,
     parse_metadata,
     sha256_file,
 )
@@ -179,6 +185,8 @@ def _read_metadata(client: Any, loc: S3Location) -> tuple[bytes, ArtifactMetadat
         raise ArtifactError(INVALID_METADATA, f"{what} is not valid JSON: {exc}") from exc
     try:
         return raw, parse_metadata(doc)
+    except CheckSetError as exc:
+        raise ArtifactError(CHECK_SET_INVALID, str(exc)) from exc
     except ContractError as exc:
         raise ArtifactError(INVALID_METADATA, str(exc)) from exc
 
@@ -194,8 +202,9 @@ def _check_claims(source: ModelSource, meta: ArtifactMetadata) -> None:
         )
 
 
-def _head_model(client: Any, loc: S3Location, meta: ArtifactMetadata, limit: int) -> dict[str, Any]:
-    key = loc.key(meta.model_file)
+def _head(client: Any, loc: S3Location, name: str, limit: int, claimed_size: int | None) -> dict[str, Any]:
+    """Size up one file before downloading it: over the limit, or not the size model.json says, is refused."""
+    key = loc.key(name)
     what = f"s3://{loc.bucket}/{key}"
     try:
         head = client.head_object(Bucket=loc.bucket, Key=key)
@@ -204,10 +213,31 @@ def _head_model(client: Any, loc: S3Location, meta: ArtifactMetadata, limit: int
     size = int(head["ContentLength"])
     if size > limit:
         raise ArtifactError(TOO_LARGE, f"{what} is {size} bytes, over the {limit}-byte limit")
-    claimed = meta.raw.get("size_bytes")
-    if claimed is not None and claimed != size:
-        raise ArtifactError(CHECKSUM_MISMATCH, f"{what} is {size} bytes but model.json says {claimed}")
+    if claimed_size is not None and claimed_size != size:
+        raise ArtifactError(CHECKSUM_MISMATCH, f"{what} is {size} bytes but model.json says {claimed_size}")
     return head
+
+
+def _head_model(client: Any, loc: S3Location, meta: ArtifactMetadata, limit: int) -> dict[str, Any]:
+    return _head(client, loc, meta.model_file, limit, meta.raw.get("size_bytes"))
+
+
+def _fetch_check_set(client: Any, loc: S3Location, ref: CheckSetRef, target: Path) -> None:
+    """The held-out rows model.json names: downloaded, hash-verified and shape-checked (JSON, never pickle)."""
+    what = f"s3://{loc.bucket}/{loc.key(ref.file)}"
+    try:
+        head = _head(client, loc, ref.file, MAX_CHECK_SET_BYTES, ref.size_bytes)
+    except ArtifactError as exc:
+        if exc.reason == NOT_FOUND:
+            raise ArtifactError(CHECK_SET_MISSING, f"model.json names a check set but {what} is not there") from exc
+        raise
+    _cached_or_download(client, loc, ref.file, ref.sha256, head, target)
+    try:
+        parse_check_set(json.loads((target / ref.file).read_bytes()), ref.rows)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(CHECK_SET_INVALID, f"{what} is not valid JSON: {exc}") from exc
+    except CheckSetError as exc:
+        raise ArtifactError(CHECK_SET_INVALID, f"{what}: {exc}") from exc
 
 
 def _download(client: Any, loc: S3Location, name: str, head: Mapping[str, Any], directory: Path,
@@ -336,15 +366,22 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def artifact_dir(settings: Settings, sha256: str) -> Path:
-    return Path(settings.work_dir) / "artifacts" / sha256
+def artifact_dir(settings: Settings, sha256: str, metadata: bytes | None = None) -> Path:
+    """The cache directory: per model sha256, and per model.json for artifacts with a check set.
+
+    The files of an artifact with a check set are only valid together (the
+    gate scores the rows against model.json's claim), so two model.json
+    documents for one model file must not share a directory.
+    """
+    name = sha256 if metadata is None else f"{sha256}-{hashlib.sha256(metadata).hexdigest()[:16]}"
+    return Path(settings.work_dir) / "artifacts" / name
 
 
 def fetch_artifact(source: ModelSource, settings: Settings, *, client: Any = None) -> VerifiedArtifact:
     """Download and verify the artifact at ``source.uri``; never load the model.
 
-    The result lives in ``<work_dir>/artifacts/<sha256>/`` (model file +
-    model.json). The S3 checks (metadata, size, version) always run; the
+    The result lives in ``<work_dir>/artifacts/<sha256>/`` (model file,
+    check set when model.json names one, model.json). The S3 checks (metadata, size, version) always run; the
     cached model file is reused only when it was verified from the very S3
     object now at the URI (see ``_cached_or_download``).
     """
@@ -354,9 +391,11 @@ def fetch_artifact(source: ModelSource, settings: Settings, *, client: Any = Non
     _check_claims(source, meta)
     head = _head_model(client, loc, meta, settings.max_artifact_bytes)
 
-    target = artifact_dir(settings, meta.sha256)
+    target = artifact_dir(settings, meta.sha256, raw_meta if meta.check_set is not None else None)
     target.mkdir(parents=True, exist_ok=True)
     _cached_or_download(client, loc, meta.model_file, meta.sha256, head, target)
+    if meta.check_set is not None:
+        _fetch_check_set(client, loc, meta.check_set, target)
     _write_atomic(target / METADATA_FILE, raw_meta)
     identity = ObjectIdentity.from_head(f"s3://{loc.bucket}/{loc.key(meta.model_file)}", head)
     return VerifiedArtifact(
@@ -366,4 +405,5 @@ def fetch_artifact(source: ModelSource, settings: Settings, *, client: Any = Non
         local_dir=target,
         version_id=identity.version_id,
         etag=identity.etag,
+        metadata_sha256=hashlib.sha256(raw_meta).hexdigest(),
     )

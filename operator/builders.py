@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from irisop_serving.contract import ENV_MIN_ACCURACY
+
 from . import names
 from .spec import IrisModelSpec
 
@@ -58,6 +60,9 @@ def _container(spec: IrisModelSpec, image: str, model_sha256: str) -> dict[str, 
             {"name": "IRISOP_MAX_BATCH_ROWS", "value": str(spec.max_batch_rows)},
             {"name": "IRISOP_WORKERS", "value": str(spec.workers)},
             {"name": "BENTOML_HOME", "value": "/tmp/bentoml"},
+            # The quality gate (spec.model.minAccuracy); absent when unset, so
+            # Deployments of IrisModels without it do not change.
+            *([{"name": ENV_MIN_ACCURACY, "value": repr(spec.min_accuracy)}] if spec.min_accuracy is not None else []),
         ],
         "resources": {"requests": dict(spec.requests), "limits": dict(spec.limits)},
         # Readiness gates traffic: a model that fails its checks never gets any.

@@ -33,6 +33,21 @@ class VerifiedArtifact:
     local_dir: Path
     version_id: str | None = None  # S3 version id of the model file, when versioning is on
     etag: str | None = None
+    metadata_sha256: str | None = None  # sha256 of the model.json bytes
+
+    @property
+    def content_key(self) -> str:
+        """What the model image's content is a function of, besides the runtime.
+
+        An artifact with a check set is scored against model.json's claims in
+        the pod, so the same model file under another model.json (another
+        claim, other held-out rows) is other image content. Older artifacts
+        keep the model sha256 alone, so upgrading the operator rebuilds and
+        rolls out nothing.
+        """
+        if self.metadata.check_set is None or not self.metadata_sha256:
+            return self.sha256
+        return f"{self.sha256}+{self.metadata_sha256}"
 
 
 @dataclass(frozen=True)

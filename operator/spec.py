@@ -37,6 +37,7 @@ class IrisModelSpec:
     model_uri: str
     model_sha256: str | None = None
     model_format: str = "joblib"
+    min_accuracy: float | None = None  # spec.model.minAccuracy: the quality gate in the serving pod
     credentials_secret: str | None = None
     image: str | None = None
     repository: str | None = None
@@ -86,6 +87,11 @@ def parse_spec(spec: Mapping[str, Any]) -> IrisModelSpec:
     uri = model.get("uri")
     if not isinstance(uri, str) or not uri.startswith("s3://") or len(uri) <= len("s3://"):
         raise SpecError("spec.model.uri: must be an s3://bucket/prefix/ URI")
+    min_accuracy = model.get("minAccuracy")
+    # The schema says the same; objects stored before the field existed were never checked.
+    if min_accuracy is not None and (isinstance(min_accuracy, bool) or not isinstance(min_accuracy, (int, float))
+                                     or not 0 <= min_accuracy <= 1):
+        raise SpecError(f"spec.model.minAccuracy: {min_accuracy!r} must be a number from 0 to 1")
 
     auto_raw = spec.get("autoscaling") or {}
     autoscaling = Autoscaling(
@@ -116,6 +122,7 @@ def parse_spec(spec: Mapping[str, Any]) -> IrisModelSpec:
         model_uri=uri,
         model_sha256=model.get("sha256") or None,
         model_format=model.get("format", "joblib"),
+        min_accuracy=float(min_accuracy) if min_accuracy is not None else None,
         credentials_secret=model.get("credentialsSecret") or None,
         image=spec.get("image") or None,
         repository=spec.get("repository") or None,

@@ -42,6 +42,7 @@ class ArtifactMetadata:
     features: tuple[str, ...]
     classes: tuple[str, ...]
     raw: Mapping[str, Any]
+    check_set: "CheckSetRef | None" = None  # the held-out rows, when the trainer wrote them
 
     @property
     def short_sha(self) -> str:
@@ -99,6 +100,7 @@ def parse_metadata(doc: Mapping[str, Any]) -> ArtifactMetadata:
         features=features,
         classes=classes,
         raw=dict(doc),
+        check_set=_check_set_ref(doc.get("check_set")),
     )
 
 
@@ -123,8 +125,9 @@ def sklearn_compatible(trained_with: str, running: str) -> bool:
 NOT_READY_MARKER = "model not ready: "
 MODEL_REJECTED = "ModelRejected"  # not loadable, not a classifier, wrong sha256/versions/shape, bad settings
 QUALITY_GATE_FAILED = "QualityGateFailed"  # held-out accuracy below minAccuracy, or not what model.json claims
-CHECK_SET_INVALID = "CheckSetInvalid"  # the held-out rows are missing or malformed
-REFUSAL_KINDS: tuple[str, ...] = (MODEL_REJECTED, QUALITY_GATE_FAILED, CHECK_SET_INVALID)
+CHECK_SET_INVALID = "CheckSetInvalid"  # the held-out rows (the check set, below) are malformed
+CHECK_SET_MISSING = "CheckSetMissing"  # minAccuracy asks for a check set the artifact lacks
+REFUSAL_KINDS: tuple[str, ...] = (MODEL_REJECTED, QUALITY_GATE_FAILED, CHECK_SET_INVALID, CHECK_SET_MISSING)
 _PERMANENT_TAG = re.compile(r"\s*\[permanent (?P<kind>[A-Z][A-Za-z]*)\]\s*$")
 
 
@@ -159,3 +162,109 @@ def parse_not_ready(line: str) -> Refusal | None:
     tag = _PERMANENT_TAG.search(rest)
     kind = tag.group("kind") if tag and tag.group("kind") in REFUSAL_KINDS else None
     return Refusal(reason=rest[: tag.start()] if kind else rest, kind=kind)
+
+
+# ---- The check set: held-out rows the serving container scores before it is ready ----
+# The trainer writes the rows it held out, with their labels, into the
+# artifact (CHECK_SET_FILE) and describes the file in model.json:
+#   "check_set": {"file": "holdout.json", "sha256": "<hex>", "size_bytes": N, "rows": R}
+# so model.json's hashes cover it like the model file. The file is plain JSON
+# (never pickle): {"feature_names": FEATURES, "rows": [[4 floats], ...], "labels": [class index, ...]}.
+# The serving container measures the loaded model's accuracy on it and
+# refuses readiness when it is below ENV_MIN_ACCURACY (spec.model.minAccuracy)
+# or differs from model.json's metrics.holdout_accuracy by more than
+# ACCURACY_TOLERANCE (the same rows, so only a wrong claim or a different model can differ).
+CHECK_SET_FILE = "holdout.json"
+MAX_CHECK_SET_BYTES = 1024 * 1024
+MAX_CHECK_SET_ROWS = 10_000
+ACCURACY_TOLERANCE = 0.01
+ENV_MIN_ACCURACY = "IRISOP_MIN_ACCURACY"  # set by the operator from spec.model.minAccuracy, when given
+
+
+class CheckSetError(ContractError):
+    """The check set (or its entry in model.json) is not a usable list of labelled Iris rows."""
+
+
+@dataclass(frozen=True)
+class CheckSetRef:
+    """model.json's description of the check-set file."""
+
+    file: str
+    sha256: str
+    size_bytes: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class CheckSet:
+    rows: tuple[tuple[float, ...], ...]
+    labels: tuple[int, ...]
+
+
+def _check_set_ref(entry: Any) -> CheckSetRef | None:
+    if entry is None:
+        return None
+    if not isinstance(entry, Mapping):
+        raise CheckSetError("model.json: check_set must be an object")
+    if entry.get("file") != CHECK_SET_FILE:
+        raise CheckSetError(f"model.json: check_set.file must be {CHECK_SET_FILE!r}")
+    sha = entry.get("sha256")
+    if not isinstance(sha, str) or not _SHA256.match(sha):
+        raise CheckSetError("model.json: check_set.sha256 must be 64 lowercase hex characters")
+    size, rows = entry.get("size_bytes"), entry.get("rows")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_CHECK_SET_BYTES:
+        raise CheckSetError(f"model.json: check_set.size_bytes must be between 1 and {MAX_CHECK_SET_BYTES}")
+    if not isinstance(rows, int) or isinstance(rows, bool) or not 0 < rows <= MAX_CHECK_SET_ROWS:
+        raise CheckSetError(f"model.json: check_set.rows must be between 1 and {MAX_CHECK_SET_ROWS}")
+    return CheckSetRef(file=CHECK_SET_FILE, sha256=sha, size_bytes=size, rows=rows)
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
+        and value not in (float("inf"), float("-inf"))
+
+
+def parse_check_set(doc: Any, expected_rows: int) -> CheckSet:
+    """Validate a check-set document: R rows of 4 finite numbers, R labels that are class indices."""
+    if not isinstance(doc, Mapping):
+        raise CheckSetError(f"{CHECK_SET_FILE} must be a JSON object")
+    if tuple(doc.get("feature_names") or ()) != FEATURES:
+        raise CheckSetError(f"{CHECK_SET_FILE}: feature_names must be {list(FEATURES)}")
+    rows, labels = doc.get("rows"), doc.get("labels")
+    if not isinstance(rows, list) or not isinstance(labels, list):
+        raise CheckSetError(f"{CHECK_SET_FILE}: rows and labels must be lists")
+    if len(rows) != expected_rows or len(labels) != expected_rows:
+        raise CheckSetError(f"{CHECK_SET_FILE}: has {len(rows)} rows and {len(labels)} labels, "
+                            f"model.json says {expected_rows}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != len(FEATURES) or not all(_finite_number(v) for v in row):
+            raise CheckSetError(f"{CHECK_SET_FILE}: row {i} is not {len(FEATURES)} finite numbers")
+    for i, label in enumerate(labels):
+        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < len(CLASSES):
+            raise CheckSetError(f"{CHECK_SET_FILE}: label {i} is not a class index 0..{len(CLASSES) - 1}")
+    return CheckSet(rows=tuple(tuple(float(v) for v in row) for row in rows), labels=tuple(labels))
+
+
+def claimed_accuracy(meta: ArtifactMetadata) -> float | None:
+    """metrics.holdout_accuracy from model.json, if it is a number."""
+    value = (meta.raw.get("metrics") or {}).get("holdout_accuracy") if isinstance(meta.raw.get("metrics"), Mapping) \
+        else None
+    return float(value) if _finite_number(value) else None
+
+
+def parse_min_accuracy(raw: str) -> float | None:
+    """ENV_MIN_ACCURACY's value: empty for "no threshold", else a number from 0 to 1."""
+    if not raw.strip():
+        return None
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ContractError(f"{ENV_MIN_ACCURACY}={raw!r} is not a number") from exc
+    if not 0.0 <= value <= 1.0:
+        raise ContractError(f"{ENV_MIN_ACCURACY}={raw!r} must be between 0 and 1")
+    return value
+
+
+def artifact_files(meta: ArtifactMetadata) -> tuple[str, ...]:
+    """The files model.json's hashes cover (model.json itself not included)."""
+    return (meta.model_file,) + ((meta.check_set.file,) if meta.check_set else ())

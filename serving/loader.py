@@ -4,7 +4,8 @@ Checks run cheapest first and before any unpickling: metadata against the
 contract, the file's sha256 against model.json and against the sha256 the
 operator expects, the scikit-learn minor version, and only then the load
 (joblib, or skops with an explicit list of trusted types), a shape check and
-a sanity prediction.
+a sanity prediction; finally the quality gate scores the model on the
+artifact's held-out rows (quality.py).
 
 The load itself runs in a child process (extract.py) that returns the weights
 of a recognised estimator; the server then never imports scikit-learn. Any
@@ -36,6 +37,7 @@ from .contract import (
 )
 from .errors import ModelLoadError
 from .predictor import LinearWeights, Predictor, agrees, build_predictor, check_set, softmax_predictor
+from .quality import QualityReport, gate
 
 # skops refuses to instantiate any type not on its built-in safe list unless it
 # is named here. The trainer emits a LogisticRegression, which is on that list,
@@ -53,6 +55,7 @@ class LoadedModel:
     sha256: str
     estimator: Any | None  # None when only the weights were loaded (fast path)
     predictor: Predictor
+    quality: QualityReport | None = None  # the check-set score, when the artifact has a check set
 
 
 def read_metadata(model_dir: Path) -> ArtifactMetadata:
@@ -201,8 +204,9 @@ def load_in_process(path: Path, fmt: str) -> tuple[Any, Predictor]:
         raise ModelLoadError(f"estimator failed on the check set: {exc}") from exc
 
 
-def load_model(model_dir: Path, expected_sha256: str | None = None, isolate: bool = True) -> LoadedModel:
-    """All start-up checks; ``isolate`` loads the file in a child process first."""
+def load_model(model_dir: Path, expected_sha256: str | None = None, isolate: bool = True,
+               min_accuracy: float | None = None) -> LoadedModel:
+    """All start-up checks, the quality gate last; ``isolate`` loads the file in a child process first."""
     if not model_dir.is_dir():
         raise ModelLoadError(f"model directory {model_dir} does not exist")
     meta = read_metadata(model_dir)
@@ -213,4 +217,5 @@ def load_model(model_dir: Path, expected_sha256: str | None = None, isolate: boo
     if predictor is None:
         estimator, predictor = load_in_process(path, meta.format)
     sanity_predict(predictor)
-    return LoadedModel(metadata=meta, sha256=meta.sha256, estimator=estimator, predictor=predictor)
+    quality = gate(predictor, model_dir, meta, min_accuracy)
+    return LoadedModel(metadata=meta, sha256=meta.sha256, estimator=estimator, predictor=predictor, quality=quality)

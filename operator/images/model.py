@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from irisop_serving.contract import METADATA_FILE
+from irisop_serving.contract import METADATA_FILE, artifact_files
 
 from ..pipeline import ImageError, ImageResult, VerifiedArtifact
 from ..settings import Settings
@@ -153,13 +153,13 @@ def ensure_model_image(artifact: VerifiedArtifact, repository: str, settings: Se
     source = target if runtime_ref.registry == target_ref.registry else client_for(runtime_ref.registry, settings)
 
     runtime = _resolve_runtime(source, runtime_ref)
-    tag = content_tag(runtime.digest, artifact.sha256)
+    tag = content_tag(runtime.digest, artifact.content_key)
     existing = target.manifest_digest(target_ref.repository, tag)
     if existing:
         return ImageResult(image=f"{target_ref.registry}/{target_ref.repository}@{existing}",
                            tag=tag, digest=existing, reused=True)
 
-    files = [artifact.metadata.model_file, METADATA_FILE]
+    files = [*artifact_files(artifact.metadata), METADATA_FILE]  # model file, check set (if any), model.json
     try:
         layer = build_model_layer(artifact.local_dir, files)
     except OSError as exc:

@@ -209,3 +209,88 @@ def test_unversioned_bucket_reuses_by_etag_and_size(s3, tmp_path, settings):
     with pytest.raises(ArtifactError) as err:
         fetch_artifact(ModelSource(uri=uri), settings)
     assert err.value.reason == "ChecksumMismatch"
+
+
+# ------------------------------------------------------------------ check sets (issue 13.4)
+@pytest.fixture(scope="module")
+def trained_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.fixtures.quality import train_good
+
+    directory = tmp_path_factory.mktemp("trained") / "v1"
+    train_good(directory)
+    return directory
+
+
+def _upload_trained(s3, bucket, trained_artifact, tmp_path, name, change=None):
+    import shutil
+
+    directory = tmp_path / name
+    shutil.copytree(trained_artifact, directory)
+    if change:
+        change(directory)
+    return upload_dir(s3, directory, bucket, f"models/{name}"), json.loads((directory / "model.json").read_text())
+
+
+def test_the_check_set_is_fetched_verified_and_kept_with_its_model_json(s3, bucket, tmp_path, settings,
+                                                                         trained_artifact):
+    uri, meta = _upload_trained(s3, bucket, trained_artifact, tmp_path, "good")
+    art = fetch_artifact(ModelSource(uri=uri), settings)
+    assert art.metadata.check_set.rows == 30
+    assert (art.local_dir / "holdout.json").read_bytes() == (trained_artifact / "holdout.json").read_bytes()
+    assert art.local_dir.name.startswith(meta["sha256"] + "-")
+    assert art.content_key == f"{meta['sha256']}+{art.metadata_sha256}"
+
+    # The same model file under a model.json claiming more: other files, other directory, other image.
+    from tests.fixtures.quality import claim_accuracy
+
+    uri2, _ = _upload_trained(s3, bucket, trained_artifact, tmp_path, "overstated", lambda d: claim_accuracy(d, 1.0))
+    other = fetch_artifact(ModelSource(uri=uri2), settings)
+    assert other.sha256 == art.sha256
+    assert other.local_dir != art.local_dir and other.content_key != art.content_key
+    assert json.loads((art.local_dir / "model.json").read_text())["metrics"]["holdout_accuracy"] != 1.0
+
+
+def _shape(change_doc):
+    from tests.fixtures.quality import replace_check_set
+
+    def change(directory):
+        doc = json.loads((directory / "holdout.json").read_text())
+        replace_check_set(directory, change_doc(doc))
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "name, change, reason, words",
+    [
+        ("missing-file", lambda d: (d / "holdout.json").unlink(), "CheckSetMissing", "holdout.json is not there"),
+        ("three-features", _shape(lambda doc: {**doc, "rows": [r[:3] for r in doc["rows"]]}), "CheckSetInvalid",
+         "row 0 is not 4 finite numbers"),
+        ("label-out-of-range", _shape(lambda doc: {**doc, "labels": [7] + doc["labels"][1:]}), "CheckSetInvalid",
+         "label 0 is not a class index"),
+        ("not-json", lambda d: _raw_check_set(d, b"\x80 not json"), "CheckSetInvalid", "not valid JSON"),
+        ("bad-entry", lambda d: _edit_entry(d, rows=0), "CheckSetInvalid", "check_set.rows must be between"),
+        ("tampered", lambda d: (d / "holdout.json").write_bytes((d / "holdout.json").read_bytes().replace(b"5.", b"6.", 1)),
+         "ChecksumMismatch", "holdout.json hashes to"),
+    ],
+)
+def test_bad_check_sets_get_a_clear_reason(s3, bucket, tmp_path, settings, trained_artifact, name, change, reason,
+                                           words):
+    uri, _ = _upload_trained(s3, bucket, trained_artifact, tmp_path, name, change)
+    with pytest.raises(ArtifactError) as err:
+        fetch_artifact(ModelSource(uri=uri), settings)
+    assert err.value.reason == reason and not err.value.transient, err.value.message
+    assert words in err.value.message
+
+
+def _raw_check_set(directory: Path, data: bytes) -> None:
+    import hashlib
+
+    (directory / "holdout.json").write_bytes(data)
+    _edit_entry(directory, sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+
+
+def _edit_entry(directory: Path, **changes: Any) -> None:
+    meta = json.loads((directory / "model.json").read_text())
+    meta["check_set"].update(changes)
+    (directory / "model.json").write_text(json.dumps(meta))

@@ -115,7 +115,7 @@ def test_metadata_is_accepted_by_the_contract(trained, fmt: str) -> None:  # noq
 
 def test_artifact_directory_contents(tmp_path: Path, trained) -> None:  # noqa: F811
     meta = write_artifact(tmp_path, trained, "joblib", created_at=FIXED_TIME)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.joblib", "model.json", PLOT_FILE, CARD_FILE])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.joblib", "model.json", "holdout.json", PLOT_FILE, CARD_FILE])
     assert json.loads((tmp_path / "model.json").read_text()) == meta
     assert (tmp_path / PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = (tmp_path / CARD_FILE).read_text()
