@@ -12,22 +12,27 @@ per object and per integer):
   and field they are in, like 1e999.
 - A duplicate key is not silently last-wins: the object becomes a
   ``DuplicateKeys`` that validation reports with its row.
-- An integer too long for a float64 becomes ``TooLarge`` instead of Python's
-  4,300-digit ValueError, so it gets the same row/field error as any other
-  integer beyond the float range.
+- An integer beyond the float64 range (|n| > 1.797...e308 exactly, so also
+  one that float() would round down to the maximum) becomes ``TooLarge``
+  instead of Python's 4,300-digit ValueError or a silent rounding, so every
+  such integer gets the same row/field error.
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from typing import Any, Awaitable, Callable
 
 from .errors import BodyTimeout, BodyTooLarge, InvalidRequest
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
-# 309 digits is past 1.8e308: every longer integer is out of float range.
-_MAX_INT_DIGITS = 309
+# float64's largest value as an exact integer (309 digits): a larger integer
+# would round to it or overflow, so it is out of range, as the OpenAPI
+# document's maximum says.
+_FLOAT_MAX_INT = int(sys.float_info.max)
+_MAX_INT_DIGITS = len(str(_FLOAT_MAX_INT))
 
 
 class ClientGone(Exception):
@@ -102,7 +107,12 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _int(text: str) -> int | TooLarge:
     digits = len(text) - (text[0] == "-")
-    return _TOO_LARGE if digits > _MAX_INT_DIGITS else int(text)
+    if digits < _MAX_INT_DIGITS:
+        return int(text)
+    if digits > _MAX_INT_DIGITS:
+        return _TOO_LARGE  # before int(): Python refuses to parse over 4,300 digits
+    value = int(text)
+    return _TOO_LARGE if abs(value) > _FLOAT_MAX_INT else value
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_int=_int)

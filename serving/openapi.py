@@ -10,13 +10,17 @@ A schema fuzzer (tests/integration/test_serving_openapi.py) holds it to that.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, Callable
 
 from .contract import CLASSES, FEATURES, MODEL_FILES
 from .errors import MethodNotAllowed, http_response
 from .settings import max_body_bytes
 
-FLOAT_MAX = 1.7976931348623157e308
+# The float64 range as exact integers: a decimal literal like 1.7976931348623157e308
+# is read by some validators as that decimal, by others as the float (which is
+# 1.797...0815e308), and the server's check (body.py) is the exact one.
+FLOAT_MAX = int(sys.float_info.max)
 _NUMBER = {"type": "number", "minimum": -FLOAT_MAX, "maximum": FLOAT_MAX}
 _JSON = "application/json"
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 from typing import Any
 
 import pytest
@@ -56,7 +57,9 @@ def test_decode_keeps_what_validation_must_name() -> None:
     doc = decode(b'{"rows": [[NaN, Infinity, 1e999, 1]]}')
     values = doc["rows"][0]
     assert math.isnan(values[0]) and values[1] == math.inf == values[2] and values[3] == 1
-    assert type(decode(b"[" + b"9" * 309 + b"]")[0]) is int
+    top = int(sys.float_info.max)
+    assert decode(str([top, -top]).encode()) == [top, -top]
+    assert [type(v) for v in decode(str([top + 1, -top - 1, 10**308]).encode())] == [TooLarge, TooLarge, int]
     assert type(decode(b"[" + b"9" * 310 + b"]")[0]) is TooLarge
     assert type(decode(b"[-" + b"9" * 5000 + b"]")[0]) is TooLarge
     dup = decode(b'{"a": 1, "b": 2, "a": 3}')
