@@ -37,14 +37,15 @@ RUN --mount=type=secret,id=pip_ca,required=false \
     /opt/irisop/bin/python -c "import configparser, sys; c = configparser.ConfigParser(); c.read('setup.cfg'); \
 reqs = [r for r in c['options.extras_require'][sys.argv[1]].splitlines() if r.strip() and not r.startswith('irismodel-operator')]; \
 open('/tmp/reqs.txt', 'w').write('\n'.join(reqs + c['options'].get('install_requires', '').split()))" "$EXTRA" \
-    && /opt/irisop/bin/pip install --no-compile -c constraints.txt -r /tmp/reqs.txt
+    && /opt/irisop/bin/pip install --no-compile -c constraints.txt -r /tmp/reqs.txt "setuptools>=68" wheel
 # README.m[d]: copied when present (setup.cfg reads it as the long description).
 COPY README.m[d] ./
 COPY operator/ operator/
 COPY serving/ serving/
 COPY model/ model/
 COPY deploy/ deploy/
-RUN /opt/irisop/bin/pip install --no-compile --no-deps . \
+# No network from here on: the build backend came with the dependencies.
+RUN /opt/irisop/bin/pip install --no-compile --no-deps --no-build-isolation . \
     && /opt/irisop/bin/pip uninstall --yes pip setuptools wheel \
     && find /opt/irisop -name '__pycache__' -prune -exec rm -rf {} + \
     && find /opt/irisop -path '*/site-packages/*/tests' -prune -exec rm -rf {} +

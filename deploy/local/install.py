@@ -26,9 +26,13 @@ REPO = Path(__file__).resolve().parents[2]
 LOCAL_OVERLAY = REPO / "deploy" / "overlays" / "local"
 NAMESPACE = "irisop-system"
 DEPLOYMENT = "irisop-operator"
-IMAGE_NAME = "irisop-operator"  # the name deploy/base's Deployment uses, matched by kustomize `images:`
 CONFIG_MAP = "irisop-operator-config"
 OPERATOR_REPOSITORY = f"{network.REGISTRY}/irisop/operator"
+# CRDs go first and must be Established before the rest: the base holds a
+# ClusterKopfPeering object, which one apply cannot create with its CRD.
+# Shared with the AWS install (deploy/aws/steps.py).
+CRD_FILES = (REPO / "crds" / "irismodel.yaml", REPO / "deploy" / "base" / "kopf-peering-crds.yaml")
+CRD_NAMES = ("irismodels.ml.irisop.dev", "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
 
 
 class InstallError(RuntimeError):
@@ -44,7 +48,8 @@ def overlay(directory: Path, operator_image: str, runtime_image: str, *, replica
         "kind": "Kustomization",
         # Relative: kustomize resolves bases from the kustomization's own directory.
         "resources": [os.path.relpath(base, directory)],
-        "images": [{"name": IMAGE_NAME, "newName": name, "digest": digest}],
+        # Matched by the name deploy/overlays/local already gave the image.
+        "images": [{"name": OPERATOR_REPOSITORY, "newName": name, "digest": digest}],
         "configMapGenerator": [{
             "name": CONFIG_MAP, "behavior": "merge",
             "literals": [f"IRISOP_RUNTIME_IMAGE={runtime_image}"],
@@ -64,7 +69,10 @@ def write_overlay(directory: Path, operator_image: str, runtime_image: str, *, r
 
 
 def apply(kubectl: Callable[..., str], directory: Path) -> str:
-    """Server-side apply of the overlay (CRDs, RBAC, the operator)."""
+    """Server-side apply: the CRDs, then (once Established) the overlay."""
+    for crd in CRD_FILES:
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in CRD_NAMES))
     return kubectl("apply", "--server-side", "--force-conflicts", "-k", str(directory))
 
 
@@ -84,7 +92,7 @@ def wait_available(api: Any, timeout: float = 180.0, *, generation_after: int = 
                 and (status.updated_replicas or 0) >= want and (status.available_replicas or 0) >= want \
                 and (status.replicas or 0) == want:
             return {"replicas": want, "generation": dep.metadata.generation}
-        reason = pod_problem(core)
+        reason = pod_problem(core, dep.spec.template.spec.containers[0].image)
         if reason and reason.startswith(_FATAL):
             raise InstallError(f"operator pod cannot start: {reason}")
         time.sleep(0.5)
@@ -97,10 +105,14 @@ _FATAL = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBack
           "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
 
 
-def pod_problem(core: Any) -> str | None:
-    """The first operator pod's own reason for not running, with the last log line of a crash."""
+def pod_problem(core: Any, image: str) -> str | None:
+    """The own reason of the first operator pod of the current template (its
+    image) for not running, with the last log line of a crash. Pods of an
+    older ReplicaSet are skipped: the rollout replaces them."""
     pods = core.list_namespaced_pod(NAMESPACE, label_selector=f"app.kubernetes.io/name={DEPLOYMENT}").items
     for pod in pods:
+        if pod.spec.containers[0].image != image:
+            continue
         for cs in (pod.status.container_statuses or []):
             waiting = cs.state.waiting if cs.state else None
             if waiting and waiting.reason and waiting.reason != "ContainerCreating":

@@ -151,7 +151,10 @@ class Stack:
         directory = install.write_overlay(home() / "install", operator_image, runtime_image)
         install.apply(self.kubectl, directory)
         with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
-            available = install.wait_available(api)
+            try:
+                available = install.wait_available(api)
+            except install.InstallError as exc:
+                raise StackError(str(exc)) from exc
         return f"operator Available ({available['replicas']} replica, image {operator_image.rsplit('@', 1)[1][:19]})"
 
     def _model(self) -> str:

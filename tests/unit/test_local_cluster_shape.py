@@ -115,7 +115,7 @@ def test_install_overlay_layers_the_digests_on_deploy_overlays_local(tmp_path: P
                           f"{network.REGISTRY}/irisop/runtime@sha256:{'b' * 64}", replicas=2)
     doc = yaml.safe_load((directory / "kustomization.yaml").read_text())
     assert (directory / doc["resources"][0]).resolve() == install.LOCAL_OVERLAY.resolve()
-    assert doc["images"] == [{"name": "irisop-operator", "newName": install.OPERATOR_REPOSITORY,
+    assert doc["images"] == [{"name": install.OPERATOR_REPOSITORY, "newName": install.OPERATOR_REPOSITORY,
                               "digest": f"sha256:{'a' * 64}"}]
     assert doc["replicas"] == [{"name": "irisop-operator", "count": 2}]
     assert doc["configMapGenerator"][0]["literals"] == [
