@@ -9,6 +9,7 @@ Imports are package-relative so the same file runs as ``irisop_serving.service``
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import platform
@@ -67,6 +68,8 @@ def _build_info(model: LoadedModel) -> dict[str, Any]:
         "features": list(FEATURES),
         "classes": list(CLASSES),
         "predictor": model.predictor.kind,
+        # What the quality gate measured on the artifact's held-out rows (None without a check set).
+        "quality": dataclasses.asdict(model.quality) if model.quality else None,
         "server": {"scikit-learn": sklearn_version(), "bentoml": bentoml.__version__, "python": platform.python_version()},
     }
 

@@ -11,3 +11,9 @@ pytest_plugins = [
     "tests.fixtures.registry",
     "tests.fixtures.serving",
 ]
+
+# Run as `.venv/bin/python -m pytest` (venv not activated), the tools the venv
+# installed (bentoml, moto_server) must still be the ones the tests find.
+from irisop_operator.cli import put_own_tools_on_path  # noqa: E402
+
+put_own_tools_on_path()

@@ -6,9 +6,14 @@
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-bash deploy/local/bootstrap.sh --with-kops || exit $?
+bash deploy/local/bootstrap.sh --with-kops --with-test-tools || exit $?
 
-python3 -m pytest --timeout=900 "$@"
+# The project's venv (made by bootstrap.sh), never the system Python. Its bin
+# directory goes first on PATH so the tools it installed (moto_server,
+# bentoml) are the ones the tests find.
+venv="${IRISOP_VENV:-$repo/.venv}"
+export PATH="$venv/bin:$PATH"
+"$venv/bin/python" -m pytest --timeout=900 "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "pytest collected no tests: that is a failure, not a pass" >&2

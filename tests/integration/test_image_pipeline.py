@@ -20,6 +20,7 @@ from irisop_operator.pipeline import ArtifactError, ImageError, ModelSource
 from irisop_operator.settings import Settings
 from tests.fixtures.aws import fake_artifact, require_tool, upload_dir
 from tests.fixtures.registry import ECR_ACCOUNT
+from tests.fixtures.tools import run
 
 pytestmark = pytest.mark.integration
 
@@ -212,17 +213,15 @@ def test_skopeo_reads_the_model_image(s3, bucket, tmp_path, settings, registry):
     skopeo = require_tool("skopeo")
     art = _artifact(s3, bucket, tmp_path, settings)
     result = ensure_model_image(art, f"{registry.host}/iris/skopeo", settings)
-    out = subprocess.run(
-        [skopeo, "inspect", "--tls-verify=false", "--creds", f"{registry.username}:{registry.password}",
-         f"docker://{result.image}"], capture_output=True, text=True, check=True).stdout
+    out = run([skopeo, "inspect", "--tls-verify=false", "--creds", f"{registry.username}:{registry.password}",
+               f"docker://{result.image}"]).stdout
     info = json.loads(out)
     assert info["Digest"] == result.digest
     assert info["Labels"][LABEL_MODEL_SHA] == art.sha256
     # And the layer really holds the artifact where IRISOP_MODEL_DIR points.
     dest = tmp_path / "oci"
-    subprocess.run([skopeo, "copy", "--quiet", "--src-tls-verify=false", "--src-creds",
-                    f"{registry.username}:{registry.password}", f"docker://{result.image}", f"dir:{dest}"],
-                   check=True)
+    run([skopeo, "copy", "--quiet", "--src-tls-verify=false", "--src-creds",
+         f"{registry.username}:{registry.password}", f"docker://{result.image}", f"dir:{dest}"])
     import tarfile
 
     layer = dest / json.loads((dest / "manifest.json").read_text())["layers"][-1]["digest"].split(":")[1]
@@ -262,7 +261,7 @@ def _label_of(answer: Any) -> str:
 def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     from irisop_deploy.local.baseimage import container_env
 
-    return subprocess.run(["podman", *args], env=container_env(), capture_output=True, text=True, check=check)
+    return run(["podman", *args], env=container_env(), check=check)
 
 
 def _trained_artifact(directory: Path) -> dict:

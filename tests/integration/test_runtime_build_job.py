@@ -53,7 +53,9 @@ def _publish(local_ref: str, destination: str) -> str:
 def _podman(*args: str) -> subprocess.CompletedProcess:
     from irisop_deploy.local.baseimage import container_env
 
-    return subprocess.run(["podman", *args], env=container_env(), capture_output=True, text=True, check=True)
+    from tests.fixtures.tools import run
+
+    return run(["podman", *args], env=container_env())
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 
 from irisop_serving.contract import CLASSES, FEATURES
 from tests.fixtures.serving import IRISOP, Server, copy_artifact, running_server, train_into, wait_ready
+from tests.fixtures.tools import describe, run
 from tests.fixtures.wide_rows import ROWS, check_answer, expected
 
 pytestmark = pytest.mark.integration
@@ -251,30 +252,20 @@ def test_refuses_readiness_but_stays_alive(unready: tuple[Server, str]) -> None:
 
 
 def test_serve_refuses_a_directory_without_model_json(tmp_path: Path) -> None:
-    import subprocess
-
-    proc = subprocess.run(
-        [*IRISOP, "serve", "--model", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
-    )
-    assert proc.returncode == 1
+    proc = run([*IRISOP, "serve", "--model", str(tmp_path)], check=False, timeout=60)
+    assert proc.returncode == 1, describe(proc)
     assert proc.stderr.strip().splitlines() == [f"irisop serve: error: {tmp_path} is not an artifact directory (no model.json); run `irisop train --out {tmp_path}`"]
 
 
 def test_bento_builds_offline_from_the_repo_root(tmp_path: Path) -> None:
     """`bentoml build -f serving/bentofile.yaml .` packs serving/*.py (not the CLI) into a Bento."""
     import os
-    import subprocess
 
     import yaml
 
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "True"}
-    proc = subprocess.run(
-        ["bentoml", "build", "-f", "serving/bentofile.yaml", "."],
-        cwd=root, env=env, capture_output=True, text=True, timeout=180,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run(["bentoml", "build", "-f", "serving/bentofile.yaml", "."], cwd=root, env=env, timeout=180)
     (bento,) = [p for p in (tmp_path / "bentoml" / "bentos" / "iris_classifier").iterdir() if p.is_dir()]
     sources = sorted(p.name for p in (bento / "src" / "serving").glob("*.py"))
     assert {"service.py", "contract.py", "loader.py", "extract.py", "validation.py"} <= set(sources)

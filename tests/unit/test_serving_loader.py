@@ -174,15 +174,16 @@ def test_reference_rows_constant() -> None:
 
 
 def test_isolated_load_keeps_sklearn_out_of_the_server_process(artifact_dir: Path) -> None:  # noqa: F811
-    import subprocess
     import sys
+
+    from tests.fixtures.tools import run
 
     code = (
         "import sys; from pathlib import Path; from irisop_serving.loader import load_model; "
         f"m = load_model(Path({str(artifact_dir)!r})); "
         "print(m.predictor.kind, m.estimator is None, 'sklearn' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    out = run([sys.executable, "-c", code], timeout=120).stdout
     assert out.split() == ["fast:LogisticRegression", "True", "False"]
 
 
