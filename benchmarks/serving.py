@@ -1,19 +1,31 @@
-"""Serving benchmark: our BentoML service against a minimal FastAPI baseline.
+"""Serving benchmark: ours against the floor and the servers users choose instead, in one run.
 
-Both servers serve the same freshly trained model on loopback, both pinned to
-CPU 0 but loaded one at a time, scenarios interleaved (ours, baseline, ours,
-...) so background load on the machine hits both alike; wrk runs pinned to
-CPU 1. For each server it measures single-row and 64-row requests at 1 and 16
-connections (req/s, p50, p99, server CPU time per request), RSS cold, warm
-idle and after the load, and prints the ratios to the baseline. Runtime is
-bounded: about 2 x (4 x --duration) + ~30 s of start-up and warm-up.
+    python benchmarks/serving.py [--duration 10] [--rounds 2] [--json results.json]
+    python benchmarks/serving.py --smoke      # CI: ~2 s per scenario, no thresholds, no PyPI
 
-    python benchmarks/serving.py [--duration 15] [--json results.json]
+Servers (benchmarks/serving_peers.py says how each is set up):
+- irisop: `irisop serve` (this project's environment), the server under test;
+- floor: a raw ASGI app on the same uvicorn that reads the body and returns a
+  fixed answer: the limit, since nothing that parses, predicts and
+  serialises can beat it;
+- fastapi: FastAPI + pydantic + scikit-learn's predict_proba;
+- kserve: a sklearnserver-equivalent kserve.Model (V1 :predict);
+- mlserver: MLServer's scikit-learn runtime (V2 /infer);
+- bentoml: a plain BentoML service (its default JSON API).
 
-The baseline is what a reasonable user writes first: FastAPI + uvicorn, one
-worker, an ``async def`` handler, pydantic request model, and
-``model.predict_proba`` from scikit-learn. It runs from this same file
-(``--baseline-app``) so the benchmark is self-contained.
+Every peer is installed from PyPI into a virtual environment of its own under
+$IRISOP_CACHE/serving-bench/<name> (never the project's), pinned, with uvloop
+and httptools; all serve the same freshly trained model.joblib. All servers
+are started at once, pinned to CPU 0 (taskset, inherited by their worker
+processes); wrk runs pinned to CPU 1. Scenarios (1 and 64 rows at 1 and 16
+connections) are interleaved across servers and repeated --rounds times, so
+background load on the machine hits every server alike. It prints req/s,
+p50, p99 and server CPU time per request for each, RSS, every ratio to ours
+and the targets of issue 10 (met / not met; no assertion).
+
+Smoke mode (--smoke): irisop, floor and fastapi only, run by this project's
+interpreter (no virtual environments, no network), 2 s per scenario, one
+round: it checks that the benchmark runs end to end.
 """
 from __future__ import annotations
 
@@ -22,57 +34,76 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+import venv
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Callable
 
 import requests
-from pydantic import BaseModel
 
-from irisop_deploy.local.process import ManagedProcess, free_port, http_ok
+from irisop_deploy.local.process import ManagedProcess, cache_dir, free_port, http_ok
 
 SERVER_CPU = "0"
 LOAD_CPU = "1"
 ROW = [5.1, 3.5, 1.4, 0.2]
+HERE = Path(__file__).resolve().parent
+PEERS_FILE = HERE / "serving_peers.py"
 # What the `irisop` entry point runs (avoids loading cli.py twice under -m).
 IRISOP = [sys.executable, "-c", "import sys; from irisop_operator.cli import main; sys.exit(main())"]
 SCENARIOS = [("1-row", 1, 1), ("1-row", 1, 16), ("64-row", 64, 1), ("64-row", 64, 16)]
+OURS = "irisop"
+
+_FAST_HTTP = ["uvloop==0.23.0", "httptools==0.9.0"]
 
 
-# --------------------------------------------------------------------------- baseline
-class BaselineRequest(BaseModel):
-    # Module level: FastAPI resolves the handler's (string) annotation here.
-    rows: list[list[float]]
+def peer_requirements() -> dict[str, list[str]]:
+    """Pinned PyPI requirements of each peer; scikit-learn as the trainer's, so the model loads."""
+    model = [f"scikit-learn=={version('scikit-learn')}", f"joblib=={version('joblib')}"]
+    return {
+        "floor": ["uvicorn==0.54.0", *_FAST_HTTP],
+        "fastapi": ["fastapi==0.163.2", "uvicorn==0.54.0", *_FAST_HTTP, *model],
+        "kserve": ["kserve==0.21.0", *_FAST_HTTP, *model],
+        "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", *_FAST_HTTP, *model],
+        "bentoml": ["bentoml==1.4.40", *_FAST_HTTP, *model],
+    }
 
 
-def baseline_app(model_dir: str):  # -> fastapi.FastAPI
-    import joblib
-    from fastapi import FastAPI
-
-    model = joblib.load(Path(model_dir) / "model.joblib")
-    classes = ["setosa", "versicolor", "virginica"]
-    app = FastAPI()
-
-    @app.post("/predict")
-    async def predict(req: BaselineRequest) -> dict:
-        proba = model.predict_proba(req.rows)
-        return {"predictions": [classes[i] for i in proba.argmax(axis=1)], "probabilities": proba.tolist()}
-
-    @app.get("/readyz")
-    async def readyz() -> dict:
-        return {"ready": True}
-
-    return app
+def peer_python(name: str, requirements: list[str], log: Callable[[str], None]) -> Path:
+    """The interpreter of the peer's own virtual environment, created or updated as needed."""
+    home = cache_dir() / "serving-bench" / name
+    python = home / "bin" / "python"
+    marker = home / "irisop-requirements.txt"
+    wanted = "\n".join(requirements) + "\n"
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    log(f"installing {name} into {home}: {' '.join(requirements)}")
+    if not python.exists():
+        venv.EnvBuilder(with_pip=True, clear=True).create(home)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *requirements], check=True)
+    marker.write_text(wanted)
+    return python
 
 
-def run_baseline(port: int, model_dir: str) -> None:
-    import uvicorn
+# --------------------------------------------------------------------------- protocols
+def body_ours(rows: int) -> dict:
+    return {"rows": [ROW] * rows}
 
-    uvicorn.run(baseline_app(model_dir), host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False)
+
+def body_kserve(rows: int) -> dict:
+    return {"instances": [ROW] * rows}
+
+
+def body_mlserver(rows: int) -> dict:
+    return {
+        "inputs": [{"name": "input-0", "shape": [rows, 4], "datatype": "FP64", "data": ROW * rows}],
+        "outputs": [{"name": "predict_proba"}],
+    }
 
 
 # --------------------------------------------------------------------------- measuring
@@ -87,6 +118,7 @@ class Result:
     p99_ms: float
     errors: int
     cpu_us_per_request: float  # server CPU time (user+sys, all its processes) per request
+    round: int = 1
 
     @property
     def rows_per_s(self) -> float:
@@ -112,22 +144,6 @@ def parse_wrk(output: str) -> tuple[float, float, float, int, int]:
         if m := re.search(pattern, output):
             errors += sum(int(g) for g in m.groups())
     return rps, p50, p99, errors, total
-
-
-def lua_script(directory: Path, rows: int) -> Path:
-    body = json.dumps({"rows": [ROW] * rows})
-    path = directory / f"post-{rows}.lua"
-    path.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(body)}\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-    )
-    return path
-
-
-def wrk(url: str, script: Path, connections: int, seconds: int) -> str:
-    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
-    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=seconds + 30).stdout
 
 
 def rss_mib(pid: int) -> tuple[float, float]:
@@ -169,135 +185,189 @@ def cpu_seconds(pid: int) -> float:
 class Target:
     name: str
     process: ManagedProcess
-    url: str
-    results: list[Result]
+    url: str  # where the load goes
+    body: Callable[[int], dict]  # the request body for n rows, in this server's protocol
+    results: list[Result] = field(default_factory=list)
     cold: tuple[float, float] = (0.0, 0.0)  # after start-up and one request
     idle: tuple[float, float] = (0.0, 0.0)  # after a 3 s warm-up, then 2 s idle
     loaded: tuple[float, float] = (0.0, 0.0)
 
+    def pid(self) -> int:
+        pid = self.process.pid()
+        assert pid is not None, f"{self.name} is not running"
+        return pid
 
-def run_all(targets: list[Target], work: Path, seconds: int, log: Callable[[str], None]) -> None:
-    """Scenarios interleaved across servers, so a noisy neighbour hurts both alike."""
+
+def lua_script(directory: Path, name: str, body: dict) -> Path:
+    path = directory / f"post-{name}.lua"
+    path.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return path
+
+
+def wrk(url: str, script: Path, connections: int, seconds: int) -> str:
+    argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
+    return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=seconds + 30).stdout
+
+
+def run_all(targets: list[Target], work: Path, seconds: int, rounds: int, log: Callable[[str], None]) -> None:
+    """Scenarios interleaved across servers, so a noisy neighbour hurts all alike."""
     for target in targets:
         target.process.start()
-        requests.post(target.url, json={"rows": [ROW]}, timeout=10).raise_for_status()
-    time.sleep(2)
     for target in targets:
-        pid = target.process.pid()
-        assert pid is not None
-        target.cold = rss_mib(pid)
+        resp = requests.post(target.url, json=target.body(1), timeout=30)
+        resp.raise_for_status()
+        log(f"  {target.name:8s} answers: {resp.text[:100]}")
+    time.sleep(2)
+    scripts = {(t.name, rows): lua_script(work, f"{t.name}-{rows}", t.body(rows)) for t in targets for rows in (1, 64)}
+    for target in targets:
+        target.cold = rss_mib(target.pid())
         # Warm-up: one-off costs (allocator arenas, socket buffers, lazily
         # built routes) are paid here, so "growth under load" below measures
         # what keeps growing, not what every server allocates once.
-        wrk(target.url, lua_script(work, 1), 16, 3)
+        wrk(target.url, scripts[(target.name, 1)], 16, min(3, seconds))
     time.sleep(2)
     for target in targets:
-        pid = target.process.pid()
-        assert pid is not None
-        target.idle = rss_mib(pid)
-    for scenario, rows, conns in SCENARIOS:
-        script = lua_script(work, rows)
-        for target in targets:
-            pid = target.process.pid()
-            assert pid is not None
-            cpu_before = cpu_seconds(pid)
-            rps, p50, p99, errors, total = parse_wrk(wrk(target.url, script, conns, seconds))
-            cpu = (cpu_seconds(pid) - cpu_before) / max(total, 1) * 1e6
-            result = Result(target.name, scenario, rows, conns, rps, p50, p99, errors, cpu)
-            log(
-                f"  {target.name:8s} {scenario:6s} c={conns:<2d} {rps:9.1f} req/s {result.rows_per_s:9.0f} rows/s  "
-                f"p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  cpu {cpu:6.0f} us/req  errors {errors}"
-            )
-            target.results.append(result)
+        target.idle = rss_mib(target.pid())
+    for round_no in range(1, rounds + 1):
+        for scenario, rows, conns in SCENARIOS:
+            for target in targets:
+                cpu_before = cpu_seconds(target.pid())
+                rps, p50, p99, errors, total = parse_wrk(wrk(target.url, scripts[(target.name, rows)], conns, seconds))
+                cpu = (cpu_seconds(target.pid()) - cpu_before) / max(total, 1) * 1e6
+                result = Result(target.name, scenario, rows, conns, rps, p50, p99, errors, cpu, round_no)
+                log(
+                    f"  r{round_no} {target.name:8s} {scenario:6s} c={conns:<2d} {rps:9.1f} req/s {result.rows_per_s:9.0f} rows/s  "
+                    f"p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  cpu {cpu:6.0f} us/req  errors {errors}"
+                )
+                target.results.append(result)
     for target in targets:
-        pid = target.process.pid()
-        assert pid is not None
-        target.loaded = rss_mib(pid)
+        target.loaded = rss_mib(target.pid())
+
+
+def medians(target: Target) -> dict[tuple[int, int], dict[str, float]]:
+    """Per (rows, connections): the median over rounds of req/s, p50 and p99."""
+    out: dict[tuple[int, int], dict[str, float]] = {}
+    for _, rows, conns in SCENARIOS:
+        runs = [r for r in target.results if (r.rows, r.connections) == (rows, conns)]
+        if runs:
+            out[(rows, conns)] = {k: statistics.median(getattr(r, k) for r in runs) for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")}
+    return out
+
+
+def report(targets: list[Target], log: Callable[[str], None]) -> dict[str, object]:
+    by_name = {t.name: medians(t) for t in targets}
+    ours = by_name[OURS]
+    log(f"medians over rounds, and every ratio to ours ({OURS}) as peer / ours")
+    log(f"  {'server':8s} {'scenario':10s} {'req/s':>9s} {'p50 ms':>8s} {'p99 ms':>8s}   {'req/s':>7s} {'p50':>6s} {'p99':>6s}  (ratio peer/ours)")
+    for name, scenarios in by_name.items():
+        for (rows, conns), m in scenarios.items():
+            mine = ours[(rows, conns)]
+            log(
+                f"  {name:8s} {rows:>2d} row c{conns:<3d} {m['rps']:9.1f} {m['p50_ms']:8.3f} {m['p99_ms']:8.3f}   "
+                f"{m['rps'] / mine['rps']:7.2f} {m['p50_ms'] / mine['p50_ms']:6.2f} {m['p99_ms'] / mine['p99_ms']:6.2f}"
+            )
+    checks: list[tuple[str, float, float, bool]] = []
+    if "floor" in by_name:
+        share = ours[(1, 16)]["rps"] / by_name["floor"][(1, 16)]["rps"]
+        checks.append(("ours / floor req/s, 1 row c16 >= 0.25", share, 0.25, share >= 0.25))
+    if "kserve" in by_name:
+        for key in ((1, 16), (1, 1), (64, 16), (64, 1)):
+            x = ours[key]["rps"] / by_name["kserve"][key]["rps"]
+            checks.append((f"ours / kserve req/s, {key[0]} row c{key[1]} >= 3", x, 3.0, x >= 3.0))
+    if "fastapi" in by_name:
+        for conns in (1, 16):
+            x = ours[(1, conns)]["p99_ms"] / by_name["fastapi"][(1, conns)]["p99_ms"]
+            checks.append((f"ours / fastapi p99, 1 row c{conns} <= 0.8", x, 0.8, x <= 0.8))
+    log("targets (issue 10):")
+    for text, value, _, met in checks:
+        log(f"  {text}: {value:.2f} {'met' if met else 'NOT MET'}")
+    return {name: {f"{rows}-row c{conns}": m for (rows, conns), m in scenarios.items()} for name, scenarios in by_name.items()} | {
+        "targets": [{"target": text, "value": value, "met": met} for text, value, _, met in checks]
+    }
+
+
+def make_targets(names: list[str], model: Path, work: Path, smoke: bool, log: Callable[[str], None]) -> list[Target]:
+    requirements = peer_requirements()
+    targets: list[Target] = []
+    for name in names:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        if name == OURS:
+            argv = ["taskset", "-c", SERVER_CPU, *IRISOP, "serve", "--model", str(model), "--port", str(port)]
+            url, ready, body = f"{base}/predict", f"{base}/readyz", body_ours
+        else:
+            python = Path(sys.executable) if smoke else peer_python(name, requirements[name], log)
+            argv = ["taskset", "-c", SERVER_CPU, str(python), str(PEERS_FILE), name, str(port), str(model), str(work)]
+            url, ready, body = {
+                "floor": (f"{base}/predict", None, body_ours),
+                "fastapi": (f"{base}/predict", f"{base}/readyz", body_ours),
+                "kserve": (f"{base}/v1/models/iris:predict", f"{base}/v1/models/iris", body_kserve),
+                "mlserver": (f"{base}/v2/models/iris/infer", f"{base}/v2/models/iris/ready", body_mlserver),
+                "bentoml": (f"{base}/predict", f"{base}/readyz", body_ours),
+            }[name]
+        probe = http_ok(ready) if ready else _listening(port)
+        process = ManagedProcess(name=f"bench-{name}", argv=argv, home=work, env={"BENTOML_DO_NOT_TRACK": "True"}, ready=probe, timeout=180)
+        targets.append(Target(name, process, url, body))
+    return targets
+
+
+def _listening(port: int) -> Callable[[], bool]:
+    from irisop_deploy.local.process import port_open
+
+    return lambda: port_open(port)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=15, help="seconds per scenario (default 15: 4 scenarios = 1 minute of load)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario and server (default 10)")
+    parser.add_argument("--rounds", type=int, default=2, help="times the interleaved scenarios are repeated (default 2)")
+    parser.add_argument("--servers", default="irisop,floor,fastapi,kserve,mlserver,bentoml", help="comma-separated; irisop is always included")
+    parser.add_argument("--smoke", action="store_true", help="CI: irisop, floor, fastapi from this environment, 2 s per scenario, one round")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--only", choices=["ours", "baseline"], help="benchmark one server only")
-    parser.add_argument("--baseline-app", nargs=2, metavar=("PORT", "MODEL_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.baseline_app:
-        run_baseline(int(args.baseline_app[0]), args.baseline_app[1])
-        return 0
+    names = [OURS, *[n for n in args.servers.split(",") if n and n != OURS]]
+    if args.smoke:
+        names, args.duration, args.rounds = [OURS, "floor", "fastapi"], 2, 1
+    unknown = set(names) - {OURS, *peer_requirements()}
+    if unknown:
+        parser.error(f"unknown servers: {sorted(unknown)}")
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             print(f"benchmark needs {tool} (Debian packages wrk, util-linux)", file=sys.stderr)
             return 2
     if (os.cpu_count() or 1) < 2:
-        print("benchmark needs 2 CPUs: one for the server, one for wrk", file=sys.stderr)
+        print("benchmark needs 2 CPUs: one for the servers, one for wrk", file=sys.stderr)
         return 2
+
+    def log(line: str) -> None:
+        print(line, flush=True)
 
     work = Path(tempfile.mkdtemp(prefix="irisop-bench-"))
     try:
         model = work / "model"
         subprocess.run([*IRISOP, "train", "--out", str(model)], check=True, capture_output=True)
-        targets: list[Target] = []
-        if args.only in (None, "ours"):
-            port = free_port()
-            targets.append(Target(
-                "bentoml",
-                ManagedProcess(
-                    name="ours",
-                    argv=["taskset", "-c", SERVER_CPU, *IRISOP, "serve", "--model", str(model), "--port", str(port)],
-                    home=work,
-                    ready=http_ok(f"http://127.0.0.1:{port}/readyz"),
-                    timeout=120,
-                ),
-                f"http://127.0.0.1:{port}/predict",
-                [],
-            ))
-        if args.only in (None, "baseline"):
-            port = free_port()
-            targets.append(Target(
-                "fastapi",
-                ManagedProcess(
-                    name="baseline",
-                    argv=["taskset", "-c", SERVER_CPU, sys.executable, __file__, "--baseline-app", str(port), str(model)],
-                    home=work,
-                    ready=http_ok(f"http://127.0.0.1:{port}/readyz"),
-                    timeout=120,
-                ),
-                f"http://127.0.0.1:{port}/predict",
-                [],
-            ))
-        print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
+        targets = make_targets(names, model, work, args.smoke, log)
+        log(f"load average before: {os.getloadavg()[0]:.2f}")
         try:
-            run_all(targets, work, args.duration, lambda line: print(line, flush=True))
+            run_all(targets, work, args.duration, args.rounds, log)
         finally:
             for target in targets:
                 target.process.stop()
-        summary: dict[str, dict] = {}
+        log(f"load average after: {os.getloadavg()[0]:.2f}")
         for t in targets:
-            summary[t.name] = {
-                "results": [asdict(r) | {"rows_per_s": r.rows_per_s} for r in t.results],
-                "rss_cold_mib": {"largest_process": t.cold[0], "tree": t.cold[1]},
-                "rss_idle_mib": {"largest_process": t.idle[0], "tree": t.idle[1]},
-                "rss_loaded_mib": {"largest_process": t.loaded[0], "tree": t.loaded[1]},
-            }
-            print(
-                f"  {t.name:8s} RSS cold: worker {t.cold[0]:.0f} MiB, all processes {t.cold[1]:.0f} MiB; "
-                f"warm idle: worker {t.idle[0]:.0f} MiB, all processes {t.idle[1]:.0f} MiB; "
-                f"after {len(t.results) * args.duration} s of load: worker {t.loaded[0]:.0f} MiB "
-                f"({(t.loaded[0] / t.idle[0] - 1) * 100:+.0f}% vs warm, {(t.loaded[0] / t.cold[0] - 1) * 100:+.0f}% vs cold), "
-                f"all {t.loaded[1]:.0f} MiB ({(t.loaded[1] / t.idle[1] - 1) * 100:+.0f}% vs warm)"
+            log(
+                f"  {t.name:8s} RSS (largest process / all processes) MiB: cold {t.cold[0]:.0f} / {t.cold[1]:.0f}, "
+                f"warm idle {t.idle[0]:.0f} / {t.idle[1]:.0f}, after load {t.loaded[0]:.0f} / {t.loaded[1]:.0f}"
             )
-        print(f"load average after: {os.getloadavg()[0]:.2f}")
-        if len(summary) == 2:
-            print("ratios bentoml / fastapi:")
-            for ours, base in zip(summary["bentoml"]["results"], summary["fastapi"]["results"]):
-                print(
-                    f"  {ours['scenario']:6s} c={ours['connections']:<2d} throughput {ours['rps'] / base['rps']:.2f}x  "
-                    f"p50 {ours['p50_ms'] / base['p50_ms']:.2f}x  p99 {ours['p99_ms'] / base['p99_ms']:.2f}x  "
-                    f"cpu/request {ours['cpu_us_per_request'] / base['cpu_us_per_request']:.2f}x"
-                )
+        summary = report(targets, log)
         if args.json:
-            args.json.write_text(json.dumps(summary, indent=2) + "\n")
+            full = {"medians": summary, "runs": {t.name: [asdict(r) | {"rows_per_s": r.rows_per_s} for r in t.results] for t in targets},
+                    "rss_mib": {t.name: {"cold": t.cold, "idle": t.idle, "loaded": t.loaded} for t in targets}}
+            args.json.write_text(json.dumps(full, indent=2, default=str) + "\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0
