@@ -151,6 +151,9 @@ def test_quality_gate(gate_servers: dict[str, Server], case: str) -> None:
         wait_ready(server)
         assert server.post("/predict", json={"rows": [[5.1, 3.5, 1.4, 0.2]]}).json()["predictions"] == ["setosa"]
         assert podfacts.reason_from_log(server.log()) is None
+        quality = server.get("/metadata").json()["quality"]
+        assert quality["rows"] == 30 and quality["accuracy"] == pytest.approx(quality["claimed"], abs=1e-6)
+        assert quality["accuracy"] >= 0.9
         return
     refusal = wait_refused(server)
     assert refusal.kind == kind, refusal
