@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Prove the README's commands on a machine state that has only what the
+# project installs: a fresh `debootstrap --variant=minbase` bookworm chroot
+# with what the target machine already has (python3, Go under /usr/local/go,
+# the host's CA bundle for the TLS-intercepting proxy), a copy of the
+# committed tree, then `tests/run.sh ARGS` inside it. bootstrap.sh does the
+# rest for real: apt (podman, catatonit, ...), the project's venv, checkov's
+# venv. Only the host's Go build outputs (Kubernetes, kops, metrics-server:
+# 15+ minutes cold) are bind-mounted, read-only, so those are cache hits; apt
+# and pip start from nothing (no pip cache either).
+#
+#   deploy/local/fresh-machine-check.sh [pytest args...]    (default: tests/unit -q)
+#
+# Needs root and debootstrap. The chroot is removed afterwards unless KEEP=1.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+cache="${IRISOP_CACHE:-$HOME/.cache/irisop}"
+root="${FRESH_ROOT:-$(mktemp -d /tmp/irisop-fresh.XXXXXX)}"
+mirror="${IRISOP_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+args=("$@")
+[ ${#args[@]} -gt 0 ] || args=(tests/unit -q)
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+mounts=()
+cleanup() {
+  for ((i=${#mounts[@]}-1; i>=0; i--)); do umount "${mounts[$i]}" 2>/dev/null || umount -l "${mounts[$i]}" || true; done
+  # Never delete through a mount that is still there (a bind of the host's
+  # /dev or cache): rm --one-file-system does not see same-device binds.
+  if findmnt -rn -o TARGET | grep -q "^$root/"; then
+    echo "fresh-machine-check: mounts remain under $root; not removing it" >&2
+  elif [ "${KEEP:-0}" != 1 ]; then
+    rm -rf --one-file-system "$root"
+  fi
+}
+trap cleanup EXIT
+bind() {  # bind SRC DEST [ro]
+  mkdir -p "$root$2"; mount --bind "$1" "$root$2"; mounts+=("$root$2")
+  [ "${3:-}" != ro ] || mount -o remount,bind,ro "$root$2"
+}
+
+start=$(date +%s)
+log "debootstrap --variant=minbase bookworm $root (+ python3: the machine has it)"
+debootstrap --variant=minbase --include=python3 bookworm "$root" "$mirror" >/dev/null
+log "debootstrap took $(( $(date +%s) - start ))s"
+
+# What the target machine provides besides Debian: Go, and the proxy's CA.
+mkdir -p "$root/etc/ssl/certs"
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+# Package scripts must not start etcd/containerd/docker-registry inside the chroot.
+printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"; chmod +x "$root/usr/sbin/policy-rc.d"
+bind /proc /proc
+bind /sys /sys
+bind /dev /dev
+bind /usr/local/go /usr/local/go ro
+for built in kube metrics-server kops; do
+  [ -d "$cache/$built" ] && bind "$cache/$built" "/root/.cache/irisop/$built" ro
+done
+
+# The committed tree only (no .venv, no build output): a clean clone.
+mkdir -p "$root/src"
+git -C "$repo" archive HEAD | tar -x -C "$root/src"
+
+log "tests/run.sh ${args[*]} inside the chroot"
+chroot "$root" /usr/bin/env -i HOME=/root TERM="${TERM:-dumb}" \
+  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/go/bin \
+  SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+  bash -c 'cd /src && bash tests/run.sh "$@"' run "${args[@]}" && rc=0 || rc=$?
+log "fresh-machine check exited $rc after $(( $(date +%s) - start ))s"
+exit "$rc"
