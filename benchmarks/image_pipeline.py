@@ -10,6 +10,8 @@ the registry, trains a fresh model (new seed each run), then times:
                the model copied in + skopeo push (what a naive pipeline does)
 
 Run from the repo root:  python benchmarks/image_pipeline.py [--skip-full]
+Smoke mode (CI: seconds once the runtime image is cached, no targets):
+                         python benchmarks/image_pipeline.py --smoke
 Needs: podman, buildah, skopeo, docker-registry, moto_server, bentoml.
 """
 from __future__ import annotations
@@ -43,8 +45,8 @@ def _upload(s3, directory: Path, bucket: str, prefix: str) -> str:
 def full_build(art_dir: Path, model_file: str, registry: str, user: str, password: str,
                extra_ca: Path | None) -> float:
     """bentoml build + buildah bud (no layer cache) with the model baked in + push; seconds."""
-    from irisop_deploy.local.baseimage import BASE_IMAGE, container_env
-    from irisop_operator.images.runtime import CONTAINERFILE, _run, build_bento, buildah_argv, push_local_image
+    from irisop_deploy.images.baseimage import BASE_IMAGE, container_env
+    from irisop_deploy.images.runtime import CONTAINERFILE, _run, build_bento, buildah_argv, push_local_image
 
     env = container_env()
     start = time.monotonic()
@@ -69,6 +71,7 @@ def full_build(art_dir: Path, model_file: str, registry: str, user: str, passwor
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-full", action="store_true", help="only time the layer approach")
+    parser.add_argument("--smoke", action="store_true", help="layer + cache hit only, no targets (CI)")
     parser.add_argument("--extra-ca", type=Path,
                         default=Path(os.environ.get("IRISOP_BUILD_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")))
     args = parser.parse_args(argv)
@@ -77,16 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     import boto3
 
     from irisop_deploy.local.moto import aws_env, moto_server
-    from irisop_deploy.local.process import free_port
+    from irisop_deploy.local.process import exit_on_sigterm, free_port
     from irisop_deploy.local.registry import local_registry
     from irisop_model.artifact import write_artifact
     from irisop_model.training import TrainParams, train
     from irisop_operator.artifact import fetch_artifact
     from irisop_operator.images.model import ensure_model_image
-    from irisop_operator.images.runtime import ensure_runtime_image, push_local_image
+    from irisop_deploy.images.runtime import ensure_runtime_image, push_local_image
     from irisop_operator.pipeline import ModelSource
     from irisop_operator.settings import Settings
 
+    exit_on_sigterm()
     work = Path(tempfile.mkdtemp(prefix="irisop-bench-"))
     moto_port, reg_port = free_port(), free_port()
     password = secrets.token_hex(12)
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         assert hit.reused and hit.digest == pushed.digest
         print(f"cache hit      {hit_s:8.2f}s  (tag {hit.tag} exists, nothing pushed;"
               f" fetch {fetch_s:.2f}s + image {image_s:.2f}s)")
-        if args.skip_full:
+        if args.skip_full or args.smoke:
             print(f"summary: layer {layer_s:.2f}s, cache hit {hit_s:.2f}s (full build skipped)")
             return 0
         full_s = full_build(work / "trained", meta["model_file"], host, "bench", password, extra_ca)

@@ -10,11 +10,15 @@ Prints, on the real single-node cluster that `irisop up` runs:
 Targets: apply-to-Ready under 30 s warm; new version serving under 30 s.
 
     python benchmarks/local_cluster.py
+    python benchmarks/local_cluster.py --smoke   # CI on the real node: no down/up timing, no targets
 
-Stops the stack at the end only if it was not running before. Loopback only.
+Stops the stack at the end (on every exit path) only if it was not running
+before; --smoke never stops a running stack. Loopback only. Needs the real
+local node (`irisop up`), so only the session that owns the node runs it.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -32,20 +36,38 @@ def timed(argv: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true",
+                        help="skip the down/up timing (never stop a running stack); no targets (CI)")
+    args = parser.parse_args(argv)
+
+    from irisop_deploy.local.process import exit_on_sigterm
+    from irisop_deploy.local.stack import Stack
+
+    exit_on_sigterm()
+    stack = Stack()
+    was_running = stack.plane.running()
+    try:
+        return run(stack, smoke=args.smoke)
+    finally:
+        if not was_running:
+            subprocess.run(["irisop", "down"], check=False, stdout=subprocess.DEVNULL)
+
+
+def run(stack, smoke: bool) -> int:
     import boto3
     import requests
 
     from irisop_deploy.local.moto import aws_env
-    from irisop_deploy.local.stack import Stack
     from irisop_model.artifact import write_artifact
     from irisop_model.training import TrainParams, train
     from irisop_model.upload import parse_s3_uri, upload_artifact
 
-    stack = Stack()
-    was_running = stack.plane.running()
-    subprocess.run(["irisop", "down"], check=True, stdout=subprocess.DEVNULL)
-    up_from_stopped = timed(["irisop", "up"])
+    up_from_stopped = None
+    if not smoke:
+        subprocess.run(["irisop", "down"], check=True, stdout=subprocess.DEVNULL)
+        up_from_stopped = timed(["irisop", "up"])
     up_again = timed(["irisop", "up"])
 
     name, ns = "iris-bench", "default"
@@ -71,44 +93,46 @@ def main() -> int:
         ok = any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", []))
         return ok and (sha is None or st.get("model", {}).get("sha256") == sha)
 
-    started = time.perf_counter()
-    subprocess.run(_kubectl_apply(stack, body), check=True, capture_output=True)
-    wait(ready)
-    apply_to_ready = time.perf_counter() - started
+    try:
+        started = time.perf_counter()
+        subprocess.run(_kubectl_apply(stack, body), check=True, capture_output=True)
+        wait(ready)
+        apply_to_ready = time.perf_counter() - started
 
-    # A new model version: train with another seed, upload to a new prefix, change spec.model.uri.
-    os.environ.update(aws_env())
-    out = Path("/tmp/irisop-bench-v2")
-    meta = write_artifact(out, train(TrainParams(seed=1234)), "joblib")
-    uri = "s3://iris-models/iris/bench-v2/"
-    upload_artifact(out, [p.name for p in out.iterdir() if p.is_file()], parse_s3_uri(uri), client=boto3.client("s3"))
-    svc = json.loads(stack.kubectl("-n", ns, "get", "service", name, "-o", "json"))
-    url = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/predict"
-    started = time.perf_counter()
-    stack.kubectl("-n", ns, "patch", "irismodel", name, "--type=merge", "-p",
-                  json.dumps({"spec": {"model": {"uri": uri}}}))
+        # A new model version: train with another seed, upload to a new prefix, change spec.model.uri.
+        os.environ.update(aws_env())
+        out = Path("/tmp/irisop-bench-v2")
+        meta = write_artifact(out, train(TrainParams(seed=1234)), "joblib")
+        uri = "s3://iris-models/iris/bench-v2/"
+        upload_artifact(out, [p.name for p in out.iterdir() if p.is_file()], parse_s3_uri(uri),
+                        client=boto3.client("s3"))
+        svc = json.loads(stack.kubectl("-n", ns, "get", "service", name, "-o", "json"))
+        url = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/predict"
+        started = time.perf_counter()
+        stack.kubectl("-n", ns, "patch", "irismodel", name, "--type=merge", "-p",
+                      json.dumps({"spec": {"model": {"uri": uri}}}))
 
-    def all_new():
-        if not ready(meta["sha256"]):
-            return False
-        answers = set()
-        for _ in range(10):  # several requests: every pod behind the Service must answer with v2
-            try:
-                answers.add(requests.post(url, json={"rows": [[5.1, 3.5, 1.4, 0.2]]}, timeout=2).json()["model_sha256"])
-            except requests.RequestException:
+        def all_new():
+            if not ready(meta["sha256"]):
                 return False
-        return answers == {meta["sha256"]}
+            answers = set()
+            for _ in range(10):  # several requests: every pod behind the Service must answer with v2
+                try:
+                    answers.add(requests.post(url, json={"rows": [[5.1, 3.5, 1.4, 0.2]]}, timeout=2).json()["model_sha256"])
+                except requests.RequestException:
+                    return False
+            return answers == {meta["sha256"]}
 
-    wait(all_new)
-    new_version = time.perf_counter() - started
-    stack.kubectl("-n", ns, "delete", "irismodel", name, "--wait=false")
-    if not was_running:
-        subprocess.run(["irisop", "down"], check=True, stdout=subprocess.DEVNULL)
+        wait(all_new)
+        new_version = time.perf_counter() - started
+    finally:
+        stack.kubectl("-n", ns, "delete", "irismodel", name, "--wait=false", "--ignore-not-found")
 
-    print(f"irisop up from stopped (warm caches): {up_from_stopped:.1f} s")
+    if up_from_stopped is not None:
+        print(f"irisop up from stopped (warm caches): {up_from_stopped:.1f} s")
     print(f"irisop up while running:              {up_again:.1f} s")
-    print(f"apply -> Ready (new IrisModel):       {apply_to_ready:.1f} s (target < 30 s)")
-    print(f"new model version -> all pods serve:  {new_version:.1f} s (target < 30 s)")
+    print(f"apply -> Ready (new IrisModel):       {apply_to_ready:.1f} s{'' if smoke else ' (target < 30 s)'}")
+    print(f"new model version -> all pods serve:  {new_version:.1f} s{'' if smoke else ' (target < 30 s)'}")
     print(f"summary: apply-to-Ready {apply_to_ready:.1f} s, new-version {new_version:.1f} s, "
           f"warm up {up_again:.1f} s")
     return 0

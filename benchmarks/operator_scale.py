@@ -1,265 +1,466 @@
-"""Operator at scale: N IrisModels created at once on the local control plane.
+"""Operator at scale: N IrisModels created at once on a private control plane.
 
-Measures, for N in --sizes (default 100 and 500):
+Measures, for N in --sizes (default 500 and 2000):
   * seconds until every IrisModel has its Deployment, its Service and a status
     with ArtifactReady=True for its generation (the operator's work is done);
   * API writes per IrisModel, counted by the API server itself
-    (apiserver_request_total for PATCH/POST/PUT on the kinds the operator writes;
-    kopf's and our events are counted from the events themselves);
-  * writes per no-op resync (operator restarted: every object resumed);
-  * operator RSS.
-In the same run, a plain client makes the same writes directly (create the
-IrisModel, apply Deployment and Service, patch status) with the same number
-of threads, and the last line prints the throughput ratio.
+    (apiserver_request_total for PATCH/APPLY on the kinds the operator writes,
+    plus the Events it posted, Normal and Warning apart);
+  * operator log lines per new IrisModel;
+  * a restart: writes and log lines of the no-op resync of all N, how long
+    until every object was seen again, and the time from the restart to
+    Ready=True for one IrisModel created right after it (this script plays
+    the kubelet for that one pod: the control plane has no node);
+  * operator RSS after the burst and after the restart.
+In the same run, a plain client makes the same writes with the operator's own
+Kubernetes client code (create the IrisModel, apply Deployment and Service,
+patch status, post the Event) from the same number of threads; the ratio of
+the two throughputs is printed last.
 
-    python benchmarks/operator_scale.py --sizes 100 500
+    python benchmarks/operator_scale.py --sizes 500 2000
+    python benchmarks/operator_scale.py --smoke           # CI: N=3, seconds, no targets
+    python benchmarks/operator_scale.py --sizes 500 --profile /tmp/prof   # py-spy of the burst
 
 Starts its own control plane (no node) and moto_server under a temp dir and
-removes them at the end. Nothing here talks to anything but loopback.
+stops them on every exit path. Nothing here talks to anything but loopback.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-WRITE_VERBS = ("APPLY", "PATCH", "POST", "PUT", "DELETE")
+WRITE_VERBS = ("APPLY", "PATCH")  # POST/PUT on our kinds are the benchmark's creates and controllers' updates
 COUNTED = ("irismodels", "deployments", "services", "horizontalpodautoscalers", "poddisruptionbudgets")
 IMAGE = "registry.invalid/iris@sha256:" + "e" * 64
 THREADS = 32
+# What the `irisop` entry point runs, with this interpreter (no PATH lookup).
+IRISOP = [sys.executable, "-c", "import sys; from irisop_operator.cli import main; sys.exit(main())"]
+FAKE_NODE = "bench-node"
+TARGETS = {"ratio": 0.7, "writes_per_model": 5, "resync_writes": 0, "rss_mib": 250, "restart_to_ready_s": 30,
+           "log_lines_per_model": 3, "log_lines_per_resync": 0}
 
 
-def apiserver_writes(api) -> dict[str, float]:
-    """Write counters per resource from the API server's own metrics."""
-    text = api.call_api("GET", api.configuration.host + "/metrics",
-                        header_params=api.param_serialize("GET", "/metrics", auth_settings=["BearerToken"])[2]).read().decode()
-    totals: dict[str, float] = {}
+def metric_lines(text: str, name: str) -> Iterator[tuple[dict[str, str], float]]:
+    """(labels, value) of every sample of one metric in Prometheus text format."""
     for line in text.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-        if labels.get("verb") in WRITE_VERBS and labels.get("resource") in COUNTED:
-            # Status updates by controllers (PUT deployments/status, replicasets) are
-            # not the operator's: count only PATCH and APPLY (server-side apply) on our kinds.
-            if labels["verb"] not in ("PATCH", "APPLY"):
-                continue
-            key = labels["resource"] + ("/" + labels["subresource"] if labels.get("subresource") else "")
-            totals[key] = totals.get(key, 0) + float(line.rsplit(" ", 1)[1])
-    return totals
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
+            yield labels, float(line.rsplit(" ", 1)[1])
 
 
-def quiesce(api, quiet_s: float = 4.0, limit_s: float = 120.0) -> None:
-    """Wait until the operator's kinds see no writes for quiet_s seconds."""
-    last, quiet_since, deadline = apiserver_writes(api), time.monotonic(), time.monotonic() + limit_s
+def wait(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        time.sleep(1)
-        now = apiserver_writes(api)
-        if now != last:
-            last, quiet_since = now, time.monotonic()
-        elif time.monotonic() - quiet_since >= quiet_s:
-            return
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+class Cluster:
+    """The private control plane, seen through the client the benchmark uses."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        from kubernetes import client, config
+
+        from irisop_operator import kube
+
+        self.api = config.new_client_from_config(config_file=str(kubeconfig))
+        self.api.configuration.connection_pool_maxsize = THREADS
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.ext = client.ApiextensionsV1Api(self.api)
+        self.writer = kube.ApiServer(self.api)  # the operator's own write path, for the plain client
+
+    def raw_get(self, path: str) -> str:
+        headers = self.api.param_serialize("GET", path, auth_settings=["BearerToken"])[2]
+        return self.api.call_api("GET", self.api.configuration.host + path, header_params=headers).read().decode()
+
+    def writes(self) -> dict[str, float]:
+        """Write counters per resource from the API server's own metrics."""
+        totals: dict[str, float] = {}
+        for labels, value in metric_lines(self.raw_get("/metrics"), "apiserver_request_total"):
+            if labels.get("verb") in WRITE_VERBS and labels.get("resource") in COUNTED:
+                key = labels["resource"] + ("/" + labels["subresource"] if labels.get("subresource") else "")
+                totals[key] = totals.get(key, 0) + value
+        return totals
+
+    def quiesce(self, quiet_s: float = 4.0, limit_s: float = 300.0) -> None:
+        """Wait until the operator's kinds see no writes for quiet_s seconds."""
+        last, quiet_since, deadline = self.writes(), time.monotonic(), time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            now = self.writes()
+            if now != last:
+                last, quiet_since = now, time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet_s:
+                return
+
+    def install_crd(self) -> None:
+        import yaml
+        from kubernetes import client
+
+        crd = yaml.safe_load((REPO / "crds/irismodel.yaml").read_text())
+        try:
+            self.ext.create_custom_resource_definition(crd)
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+        wait(lambda: any(c.type == "Established" and c.status == "True"
+                         for c in self.ext.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions
+                         or []), 30, "the CRD to be established", 0.2)
+
+    def fresh_namespace(self, prefix: str) -> str:
+        ns = f"{prefix}-{int(time.time() * 1000) % 10_000_000}"
+        self.core.create_namespace({"metadata": {"name": ns}})
+        wait(lambda: self.core.list_namespaced_service_account(ns).items, 30, f"{ns} default ServiceAccount", 0.2)
+        return ns
+
+    def models(self, ns: str) -> list[dict]:
+        from irisop_operator import names
+
+        return self.custom.list_namespaced_custom_object(names.GROUP, names.VERSION, ns, names.PLURAL)["items"]
+
+    def create_model(self, ns: str, name: str, uri: str) -> dict:
+        from irisop_operator import names
+
+        body = {"apiVersion": names.API_VERSION, "kind": names.KIND, "metadata": {"name": name},
+                "spec": {"model": {"uri": uri}, "image": IMAGE}}
+        return self.custom.create_namespaced_custom_object(names.GROUP, names.VERSION, ns, names.PLURAL, body)
+
+    def done(self, ns: str, n: int) -> bool:
+        """Every IrisModel verified and its Deployment and Service exist (children listed only then)."""
+        ok = sum(1 for i in self.models(ns) if condition(i, "ArtifactReady") == "True")
+        if ok < n:
+            return False
+        return (len(self.apps.list_namespaced_deployment(ns).items) >= n
+                and len(self.core.list_namespaced_service(ns).items) >= n)
+
+    def our_events(self, ns: str) -> dict[str, int]:
+        from irisop_operator import names
+
+        counts: dict[str, int] = {}
+        for event in self.core.list_namespaced_event(ns).items:
+            if event.source and event.source.component in ("kopf", names.OPERATOR_NAME):
+                counts[event.type] = counts.get(event.type, 0) + (event.count or 1)
+        return counts
+
+    def delete_namespaces(self, *namespaces: str) -> None:
+        from kubernetes import client
+
+        # Pods bound to the fake node have no kubelet to confirm a graceful
+        # delete: remove them at once, or their namespace never goes.
+        for ns in namespaces:
+            for pod in self.core.list_namespaced_pod(ns, field_selector=f"spec.nodeName={FAKE_NODE}").items:
+                self.core.delete_namespaced_pod(pod.metadata.name, ns, grace_period_seconds=0,
+                                                body=client.V1DeleteOptions(grace_period_seconds=0))
+            self.core.delete_namespace(ns)
+        # The controller-manager's deletion backlog would slow the next size.
+        wait(lambda: not set(namespaces) & {n.metadata.name for n in self.core.list_namespace().items},
+             600, "namespaces to go", 1)
+
+    # -- playing the kubelet for one pod ------------------------------------
+
+    def serve_pods(self, ns: str, selector: str) -> None:
+        """Bind the selected pods to a registered fake node and report them Running and Ready."""
+        from kubernetes import client
+
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        try:
+            self.core.create_node({"metadata": {"name": FAKE_NODE}})
+            self.core.patch_node_status(FAKE_NODE, {"status": {"conditions": [{
+                "type": "Ready", "status": "True", "reason": "KubeletReady", "message": "benchmark",
+                "lastHeartbeatTime": now, "lastTransitionTime": now}]}})
+        except client.ApiException as exc:
+            if exc.status != 409:
+                raise
+        for pod in self.core.list_namespaced_pod(ns, label_selector=selector).items:
+            if not pod.spec.node_name:
+                self.core.create_namespaced_binding(ns, client.V1Binding(
+                    metadata=client.V1ObjectMeta(name=pod.metadata.name),
+                    target=client.V1ObjectReference(kind="Node", name=FAKE_NODE)), _preload_content=False)
+            if pod.status.phase != "Running":
+                self.core.patch_namespaced_pod_status(pod.metadata.name, ns, {"status": {
+                    "phase": "Running", "startTime": now,
+                    "conditions": [{"type": t, "status": "True", "lastTransitionTime": now}
+                                   for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
+                    "containerStatuses": [{"name": c.name, "ready": True, "restartCount": 0, "image": c.image,
+                                           "imageID": "", "started": True, "state": {"running": {"startedAt": now}}}
+                                          for c in pod.spec.containers]}})
+
+
+def condition(obj: dict, type_: str) -> str | None:
+    for cond in (obj.get("status") or {}).get("conditions", []):
+        if cond["type"] == type_:
+            return cond["status"]
+    return None
+
+
+class Operator:
+    """`irisop operator run -n <ns>` as a process, with its metrics and log."""
+
+    def __init__(self, work: Path, ns: str, env: dict[str, str]) -> None:
+        from irisop_deploy.local.process import ManagedProcess, free_port, http_ok
+
+        self.metrics_port, health = free_port(), free_port()
+        self.process = ManagedProcess(
+            name=f"operator-{ns}",
+            argv=[*IRISOP, "operator", "run", "-n", ns, "--liveness", f"http://127.0.0.1:{health}/healthz"],
+            home=work, env={**env, "IRISOP_METRICS_PORT": str(self.metrics_port)},
+            ready=http_ok(f"http://127.0.0.1:{health}/healthz"), timeout=120)
+
+    def metrics(self) -> str:
+        import requests
+
+        return requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
+
+    def reconciles(self, trigger: str) -> float:
+        return sum(v for labels, v in metric_lines(self.metrics(), "irisop_reconciles_total")
+                   if labels.get("trigger") == trigger)
+
+    def reconcile_means_ms(self) -> dict[str, float]:
+        text = self.metrics()
+        sums = {lb["trigger"]: v for lb, v in metric_lines(text, "irisop_reconcile_duration_seconds_sum")}
+        counts = {lb["trigger"]: v for lb, v in metric_lines(text, "irisop_reconcile_duration_seconds_count")}
+        return {t: round(1000 * sums[t] / counts[t], 1) for t in sums if counts.get(t)}
+
+    def log_lines(self) -> int:
+        try:
+            with open(self.process.log_file, "rb") as log:
+                return sum(1 for _ in log)
+        except FileNotFoundError:
+            return 0
+
+    def rss_mib(self) -> float:
+        pid = self.process.pid()
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+
+@contextlib.contextmanager
+def profiled(op: Operator, out: Path | None, label: str) -> Iterator[None]:
+    """py-spy (if asked for) samples the operator's threads while the block runs."""
+    if out is None:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen([shutil.which("py-spy") or "py-spy", "record", "--pid", str(op.process.pid()),
+                            "--threads", "--format", "raw", "--rate", "50", "-o", str(out / f"{label}.txt")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.send_signal(2)  # SIGINT: py-spy writes what it sampled and exits
+        spy.wait(30)
+
+
+def cpu_seconds(pids: dict[str, int | None]) -> dict[str, float]:
+    """User+system CPU seconds of each named process so far (where the machine's 2 cores went)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime (proc(5) fields 14, 15)
+    return out
 
 
 def diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
     return {k: after[k] - before.get(k, 0) for k in after if after[k] - before.get(k, 0)}
 
 
-def reconcile_means(port: int) -> dict[str, float]:
-    """Mean reconcile duration per trigger, from the operator's own histogram."""
-    import requests
+def plain_client(cluster: Cluster, ns: str, n: int, uri: str, sha256: str) -> float:
+    """The operator's writes made directly, with the operator's own client code and builders."""
+    from irisop_operator import builders
+    from irisop_operator.spec import parse_spec
 
-    sums: dict[str, float] = {}
-    counts: dict[str, float] = {}
-    for line in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
-        m = re.match(r'irisop_reconcile_duration_seconds_(sum|count)\{trigger="([^"]+)"\} (\S+)', line)
-        if m:
-            (sums if m.group(1) == "sum" else counts)[m.group(2)] = float(m.group(3))
-    return {t: round(1000 * sums[t] / counts[t], 1) for t in sums if counts.get(t)}
+    def one(i: int) -> None:
+        name = f"m{i}"
+        obj = cluster.create_model(ns, name, uri)
+        owner = builders.Owner(name=name, namespace=ns, uid=obj["metadata"]["uid"])
+        spec = parse_spec(obj["spec"])
+        for manifest in (builders.build_deployment(owner, spec, IMAGE, sha256), builders.build_service(owner, spec)):
+            cluster.writer.apply(manifest)
+        cluster.writer.patch_status(ns, name, {"conditions": [
+            {"type": "ArtifactReady", "status": "True", "reason": "Verified", "message": "",
+             "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]})
+        cluster.writer.post_event(obj, "Normal", "ModelVersionReady", f"image {IMAGE}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(one, range(n)))
+    return time.perf_counter() - started
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str, sha256: str,
+            timeout: float, profile: Path | None, stack: contextlib.ExitStack,
+            services: Callable[[], dict[str, int | None]]) -> dict[str, Any]:
+    from irisop_operator import names
+
+    base_ns = cluster.fresh_namespace("plain")
+    cpu0 = cpu_seconds({**services(), "benchmark": os.getpid()})
+    base_s = plain_client(cluster, base_ns, n, uri, sha256)
+    # Let the controllers catch up with the plain client's Deployments, as the
+    # operator run below waits for them too (quiesce).
+    cluster.quiesce()
+    plain_cpu = diff(cpu_seconds({**services(), "benchmark": os.getpid()}), cpu0)
+
+    ns = cluster.fresh_namespace("op")
+    op = Operator(work, ns, env)
+    op.process.start()
+    stack.callback(op.process.stop)
+    lines0, before = op.log_lines(), cluster.writes()
+    pids = lambda: {**services(), "operator": op.process.pid()}  # noqa: E731
+    cpu0 = cpu_seconds(pids())
+    started = time.perf_counter()
+    with profiled(op, profile, f"burst-{n}"):
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(lambda i: cluster.create_model(ns, f"m{i}", uri), range(n)))
+        wait(lambda: cluster.done(ns, n), timeout, f"{n} IrisModels done", 1)
+    op_s = time.perf_counter() - started
+    cluster.quiesce()  # let status follow the Deployment controller's updates
+    op_cpu = diff(cpu_seconds(pids()), cpu0)
+    writes = diff(cluster.writes(), before)
+    events = cluster.our_events(ns)
+    burst_lines = op.log_lines() - lines0
+    rss = op.rss_mib()
+    reconcile_ms = op.reconcile_means_ms()
+
+    # Restart 1: a no-op resync of all n. Seen again = the resume pass reached every object.
+    op.process.stop()
+    before, lines0 = cluster.writes(), op.log_lines()
+    restarted = time.perf_counter()
+    op.process.start()
+    wait(lambda: op.reconciles("model") >= n, timeout, "the resume pass")
+    resumed_s = time.perf_counter() - restarted
+    wait(lambda: op.reconciles("settle") >= n, timeout, "the resumed objects' settle pass")
+    cluster.quiesce()
+    resync = diff(cluster.writes(), before)
+    resync_lines = op.log_lines() - lines0
+    rss_after = op.rss_mib()
+
+    # Restart 2: a new IrisModel right after the restart, timed to Ready=True.
+    op.process.stop()
+    restarted = time.perf_counter()
+    op.process.start()
+    cluster.create_model(ns, "fresh", uri)
+
+    def fresh_ready() -> bool:
+        cluster.serve_pods(ns, names.selector_string("fresh"))
+        obj = cluster.custom.get_namespaced_custom_object(names.GROUP, names.VERSION, ns, names.PLURAL, "fresh")
+        return condition(obj, "Ready") == "True"
+
+    wait(fresh_ready, timeout, "the new IrisModel to be Ready", 0.2)
+    restart_to_ready = time.perf_counter() - restarted
+    op.process.stop()
+    cluster.delete_namespaces(ns, base_ns)
+
+    total_writes = sum(writes.values()) + sum(events.values())
+    return {
+        "n": n,
+        "operator_s": round(op_s, 2),
+        "plain_s": round(base_s, 2),
+        "operator_per_s": round(n / op_s, 1),
+        "plain_per_s": round(n / base_s, 1),
+        "ratio": round(base_s / op_s, 2),
+        "writes_per_model": round(total_writes / n, 2),
+        "writes_by_kind": writes,
+        "events": events,
+        "log_lines_per_model": round(burst_lines / n, 2),
+        "resync_writes_per_model": round(sum(resync.values()) / n, 3),
+        "resync_writes_by_kind": resync,
+        "log_lines_per_resync": round(resync_lines / n, 3),
+        "restart_resumed_all_s": round(resumed_s, 1),
+        "restart_to_ready_s": round(restart_to_ready, 1),
+        "rss_mib": round(rss, 1),
+        "rss_after_restart_mib": round(rss_after, 1),
+        "reconcile_mean_ms": reconcile_ms,
+        # CPU seconds per component, each run until its writes were quiet.
+        "cpu_s_plain": {k: round(v, 1) for k, v in plain_cpu.items()},
+        "cpu_s_operator": {k: round(v, 1) for k, v in op_cpu.items()},
+    }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500])
-    parser.add_argument("--timeout", type=float, default=600)
-    args = parser.parse_args()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
+    parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--smoke", action="store_true", help="N=3 with short timeouts, no targets (CI)")
+    parser.add_argument("--profile", type=Path, help="write py-spy samples of each burst here (needs py-spy)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.sizes, args.timeout = [3], 120
 
     import boto3
-    from kubernetes import client, config
 
     from irisop_deploy.local.controlplane import ControlPlane
     from irisop_deploy.local.moto import aws_env, moto_server
-    from irisop_deploy.local.process import ManagedProcess, free_port, http_ok
-    from irisop_operator import builders, names
-    from irisop_operator.spec import parse_spec
-    from tests.fixtures.aws import fake_artifact, upload_dir
+    from irisop_deploy.local.process import exit_on_sigterm, free_port
+    from irisop_model.artifact import write_artifact
+    from irisop_model.training import TrainParams, train
 
-    # A private control plane with no node: the benchmark measures the
-    # operator, not pods, and must not leave 1,000 Deployments in the cluster
-    # `irisop up` uses.
+    exit_on_sigterm()
     work = Path(tempfile.mkdtemp(prefix="irisop-bench-"))
-    plane = ControlPlane(work / "controlplane")
-    kubeconfig = plane.up()
-    moto_port = free_port()
-    moto = moto_server(moto_port, home=work)
-    moto.start()
-    env = {**aws_env(moto_port), "KUBECONFIG": str(kubeconfig), "IRISOP_METRICS_PORT": "0",
-           "IRISOP_WORK_DIR": str(work / "op"), "AWS_CONFIG_FILE": "/nonexistent",
-           "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
-    os.environ.update(env)
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="bench")
-    meta = fake_artifact(work / "artifact", seed=b"bench")
-    uri = upload_dir(s3, work / "artifact", "bench", "iris/v1")
-
-    api = config.new_client_from_config(config_file=str(kubeconfig))
-    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
-    crd = json.loads(json.dumps(__import__("yaml").safe_load((REPO / "crds/irismodel.yaml").read_text())))
-    ext = client.ApiextensionsV1Api(api)
-    try:
-        ext.create_custom_resource_definition(crd)
-        time.sleep(2)
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
-
-    def model_body(name: str) -> dict:
-        return {"apiVersion": names.API_VERSION, "kind": names.KIND, "metadata": {"name": name},
-                "spec": {"model": {"uri": uri}, "image": IMAGE}}
-
-    def fresh_namespace(prefix: str) -> str:
-        ns = f"{prefix}-{int(time.time() * 1000) % 10_000_000}"
-        core.create_namespace({"metadata": {"name": ns}})
-        return ns
-
-    def done(ns: str, n: int) -> bool:
-        items = custom.list_namespaced_custom_object(names.GROUP, names.VERSION, ns, names.PLURAL)["items"]
-        ok = sum(1 for i in items if any(c["type"] == "ArtifactReady" and c["status"] == "True"
-                                         for c in i.get("status", {}).get("conditions", [])))
-        if ok < n:
-            return False
-        deps = len(client.AppsV1Api(api).list_namespaced_deployment(ns).items)
-        svcs = len(core.list_namespaced_service(ns).items)
-        return deps >= n and svcs >= n
-
-    metrics_port = free_port()
-
-    def start_operator(ns: str) -> ManagedProcess:
-        port = free_port()
-        proc = ManagedProcess(name=f"operator-{ns}", argv=["irisop", "operator", "run", "-n", ns, "--liveness",
-                                                          f"http://127.0.0.1:{port}/healthz"],
-                              home=work, env={**env, "IRISOP_METRICS_PORT": str(metrics_port)},
-                              ready=http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=60)
-        proc.start()
-        return proc
-
-    def plain_client(ns: str, n: int) -> float:
-        """The same writes, made directly: create, apply Deployment + Service, patch status."""
-        def one(i: int) -> None:
-            name = f"m{i}"
-            obj = custom.create_namespaced_custom_object(names.GROUP, names.VERSION, ns, names.PLURAL, model_body(name))
-            owner = builders.Owner(name=name, namespace=ns, uid=obj["metadata"]["uid"])
-            spec = parse_spec(obj["spec"])
-            for manifest in (builders.build_deployment(owner, spec, IMAGE, meta["sha256"]), builders.build_service(owner, spec)):
-                kind = manifest["kind"]
-                path = ("/apis/apps/v1" if kind == "Deployment" else "/api/v1") + f"/namespaces/{ns}/{kind.lower()}s/{name}"
-                m, url, headers, body, _ = api.param_serialize(
-                    "PATCH", path, query_params=[("fieldManager", "plain"), ("force", "true")], body=manifest,
-                    header_params={"Content-Type": "application/apply-patch+yaml"}, auth_settings=["BearerToken"])
-                api.call_api(m, url, header_params=headers, body=body).read()
-            custom.patch_namespaced_custom_object_status(names.GROUP, names.VERSION, ns, names.PLURAL, name, {
-                "status": {"conditions": [{"type": "ArtifactReady", "status": "True", "reason": "Verified", "message": "",
-                                           "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 1}]}})
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(THREADS) as pool:
-            list(pool.map(one, range(n)))
-        return time.perf_counter() - started
-
     results = []
-    for n in args.sizes:
-        # Baseline first, in its own namespace, with no operator watching it.
-        base_ns = fresh_namespace("plain")
-        base_s = plain_client(base_ns, n)
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, ignore_errors=True)
+        # A private control plane with no node: the benchmark measures the
+        # operator, not pods, and must not leave 1,000s of Deployments in the
+        # cluster `irisop up` uses.
+        plane = ControlPlane(work / "controlplane")
+        stack.callback(plane.destroy)
+        kubeconfig = plane.up()
+        moto_port = free_port()
+        moto = moto_server(moto_port, home=work)
+        stack.callback(moto.stop)
+        moto.start()
+        env = {**aws_env(moto_port), "KUBECONFIG": str(kubeconfig), "IRISOP_WORK_DIR": str(work / "op"),
+               "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
+        os.environ.update(env)
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="bench")
+        meta = write_artifact(work / "artifact", train(TrainParams(seed=7)), "joblib")
+        for path in sorted((work / "artifact").iterdir()):
+            if path.is_file():
+                s3.put_object(Bucket="bench", Key=f"iris/v1/{path.name}", Body=path.read_bytes())
+        uri = "s3://bench/iris/v1/"
 
-        ns = fresh_namespace("op")
-        op = start_operator(ns)
-        before = apiserver_writes(api)
-        started = time.perf_counter()
-        with ThreadPoolExecutor(THREADS) as pool:
-            list(pool.map(lambda i: custom.create_namespaced_custom_object(
-                names.GROUP, names.VERSION, ns, names.PLURAL, model_body(f"m{i}")), range(n)))
-        deadline = time.monotonic() + args.timeout
-        while not done(ns, n):
-            if time.monotonic() > deadline:
-                print(f"N={n}: not done after {args.timeout}s", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
-        op_s = time.perf_counter() - started
-        quiesce(api)  # let status follow the Deployment controller's updates
-        writes = diff(apiserver_writes(api), before)
-        events = [e for e in core.list_namespaced_event(ns).items if (e.source and e.source.component in ("kopf", "irismodel-operator"))]
-        rss = rss_mib(op.pid())
-        reconcile_ms = reconcile_means(metrics_port)
+        cluster = Cluster(kubeconfig)
+        cluster.install_crd()
+        for n in args.sizes:
+            row = measure(cluster, work, env, n, uri, meta["sha256"], args.timeout, args.profile, stack,
+                          lambda: {**plane.status(), "moto": moto.pid()})
+            results.append(row)
+            print(json.dumps(row), flush=True)
 
-        # No-op resync: restart the operator; every IrisModel is resumed.
-        op.stop()
-        before_resync = apiserver_writes(api)
-        op = start_operator(ns)
-        time.sleep(max(10, n / 20))
-        resync = diff(apiserver_writes(api), before_resync)
-        rss_after = rss_mib(op.pid())
-        op.stop()
-
-        total_writes = sum(writes.values()) + len(events)
-        row = {
-            "n": n,
-            "operator_s": round(op_s, 2),
-            "plain_s": round(base_s, 2),
-            "operator_per_s": round(n / op_s, 1),
-            "plain_per_s": round(n / base_s, 1),
-            "ratio": round(base_s / op_s, 2),
-            "writes_per_model": round(total_writes / n, 2),
-            "writes_by_kind": writes,
-            "events": len(events),
-            "resync_writes_per_model": round(sum(resync.values()) / n, 3),
-            "resync_writes_by_kind": resync,
-            "rss_mib": round(rss, 1),
-            "reconcile_mean_ms": reconcile_ms,
-            "rss_after_resume_mib": round(rss_after, 1),
-        }
-        results.append(row)
-        print(json.dumps(row))
-        for name in (ns, base_ns):
-            core.delete_namespace(name)
-        # The controller-manager's deletion backlog would slow the next size.
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and {ns, base_ns} & {n.metadata.name for n in core.list_namespace().items}:
-            time.sleep(1)
-
-    moto.stop()
-    plane.destroy()
     for row in results:
         print(f"N={row['n']}: operator {row['operator_per_s']}/s vs plain client {row['plain_per_s']}/s "
-              f"(ratio {row['ratio']}x, target >=0.5x); {row['writes_per_model']} writes/model (target <=5); "
-              f"{row['resync_writes_per_model']} writes/model on resync (target 0); RSS {row['rss_mib']} MiB")
-    last = results[-1]
-    print(f"summary: operator/plain throughput ratio {last['ratio']}x at N={last['n']}")
+              f"(ratio {row['ratio']}x); {row['writes_per_model']} writes/model; "
+              f"{row['log_lines_per_model']} log lines/model; events {row['events']}; "
+              f"restart: {row['resync_writes_per_model']} writes/model, {row['log_lines_per_resync']} log lines/model, "
+              f"all resumed in {row['restart_resumed_all_s']} s, restart -> new model Ready {row['restart_to_ready_s']} s; "
+              f"RSS {row['rss_mib']} MiB ({row['rss_after_restart_mib']} MiB after restart)")
+    if not args.smoke:
+        print("targets: " + ", ".join(f"{k} {'>=' if k == 'ratio' else '<='} {v}" for k, v in TARGETS.items()))
     return 0
 
 

@@ -39,8 +39,9 @@ class Debouncer:
             self._cond.notify()
 
     def pending(self) -> int:
+        """Keys waiting or running: 0 means every submitted run has finished."""
         with self._cond:
-            return len(self._due)
+            return len(self._due.keys() | self._running)
 
     def _loop(self) -> None:
         while True:

@@ -1,4 +1,9 @@
-"""Kubernetes I/O: server-side apply, delete and status writes for our kinds.
+"""Kubernetes I/O: server-side apply, delete, status writes and Events for our kinds.
+
+``KubeIO`` is the one typed seam between the reconcile steps and the cluster:
+``ApiServer`` implements it over HTTP, the running operator's ``WatchedKube``
+(handlers) answers reads from kopf's watch cache, and the unit tests' fake
+implements the same Protocol in memory.
 
 A small table of the four child kinds replaces API discovery: the operator
 only ever manages these, and skipping discovery keeps start-up instant.
@@ -11,7 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, Protocol
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -23,17 +28,28 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Kind:
-    prefix: str  # "/api/v1" or "/apis/<group>/<version>"
+    group: str  # "" for the core API
+    version: str
     plural: str
 
+    @property
+    def prefix(self) -> str:
+        return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
 
-KINDS: dict[str, Kind] = {
-    "Deployment": Kind("/apis/apps/v1", "deployments"),
-    "Service": Kind("/api/v1", "services"),
-    "HorizontalPodAutoscaler": Kind("/apis/autoscaling/v2", "horizontalpodautoscalers"),
-    "PodDisruptionBudget": Kind("/apis/policy/v1", "poddisruptionbudgets"),
-    names.KIND: Kind(f"/apis/{names.API_VERSION}", names.PLURAL),
+    @property
+    def resource(self) -> tuple[str, str, str]:
+        """(group, version, plural): what kopf's decorators take."""
+        return self.group, self.version, self.plural
+
+
+# The child kinds the operator manages, then the IrisModel itself.
+CHILD_KINDS: dict[str, Kind] = {
+    "Deployment": Kind("apps", "v1", "deployments"),
+    "Service": Kind("", "v1", "services"),
+    "HorizontalPodAutoscaler": Kind("autoscaling", "v2", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": Kind("policy", "v1", "poddisruptionbudgets"),
 }
+KINDS: dict[str, Kind] = {**CHILD_KINDS, names.KIND: Kind(names.GROUP, names.VERSION, names.PLURAL)}
 
 
 class KubeError(RuntimeError):
@@ -47,7 +63,32 @@ class KubeError(RuntimeError):
         self.transient = status is None or status in (409, 429) or status >= 500
 
 
-_api: client.ApiClient | None = None
+class KubeIO(Protocol):
+    """Every Kubernetes call the reconcile steps make."""
+
+    def live(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The current object (from a cache where there is one), None if absent."""
+
+    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply; the live object."""
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete if present; whether something was deleted."""
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch the IrisModel's status."""
+
+    def post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """A best-effort core/v1 Event about the IrisModel."""
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Pods matching a label selector."""
+
+    def pod_log_tail(self, namespace: str, pod: str, container: str, lines: int = 200) -> str:
+        """The last lines of a container's log."""
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's data, decoded."""
 
 
 def load_config() -> None:
@@ -58,16 +99,13 @@ def load_config() -> None:
         config.load_kube_config()
 
 
-def api_client() -> client.ApiClient:
-    global _api
-    if _api is None:
-        load_config()
-        configuration = client.Configuration.get_default_copy()
-        # One connection per kopf worker thread (the default pool of 10 makes
-        # the rest open and discard a connection per request under load).
-        configuration.connection_pool_maxsize = 32
-        _api = client.ApiClient(configuration)
-    return _api
+def new_api_client() -> client.ApiClient:
+    load_config()
+    configuration = client.Configuration.get_default_copy()
+    # One connection per kopf worker thread (the default pool of 10 makes
+    # the rest open and discard a connection per request under load).
+    configuration.connection_pool_maxsize = 32
+    return client.ApiClient(configuration)
 
 
 def _path(kind: str, namespace: str, name: str | None = None, sub: str | None = None) -> str:
@@ -80,30 +118,6 @@ def _path(kind: str, namespace: str, name: str | None = None, sub: str | None = 
     return path
 
 
-def _call(method: str, path: str, *, body: Any = None, content_type: str = "application/json",
-          query: list[tuple[str, str]] | None = None, text: bool = False) -> Any:
-    """One API request; the decoded JSON (or, with ``text``, the body as a string)."""
-    api = api_client()
-    try:
-        method, url, headers, body, _ = api.param_serialize(
-            method, path, query_params=query or [], body=body, auth_settings=["BearerToken"],
-            # Not "text/plain" for text: an error Status is negotiated against
-            # Accept too, and the API server answers 406 to text/plain.
-            header_params={"Content-Type": content_type, "Accept": "*/*" if text else "application/json"},
-        )
-        response = api.call_api(method, url, header_params=headers, body=body, _request_timeout=30)
-        data = response.read()
-    except ApiException as exc:
-        raise KubeError(f"{method} {path}: {exc.status} {exc.reason}: {_api_message(exc.body)}", exc.status) from exc
-    except OSError as exc:  # connection refused/reset: the API server is restarting
-        raise KubeError(f"{method} {path}: {exc}", None) from exc
-    if not 200 <= response.status < 300:
-        raise KubeError(f"{method} {path}: {response.status} {response.reason}: {_api_message(data)}", response.status)
-    if text:
-        return data.decode("utf-8", "replace")
-    return json.loads(data) if data else None
-
-
 def _api_message(body: Any) -> str:
     try:
         return json.loads(body).get("message", "")
@@ -111,74 +125,123 @@ def _api_message(body: Any) -> str:
         return str(body)[:200]
 
 
-def apply(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """Server-side apply with our field manager; returns the live object."""
-    meta = manifest["metadata"]
-    metrics.API_WRITES.labels(verb="apply", kind=manifest["kind"]).inc()
-    return _call(
-        "PATCH",
-        _path(manifest["kind"], meta["namespace"], meta["name"]),
-        body=dict(manifest),
-        content_type="application/apply-patch+yaml",
-        # force: we are the controller of these fields; a hand edit is drift to undo.
-        query=[("fieldManager", names.FIELD_MANAGER), ("force", "true")],
-    )
+class ApiServer:
+    """KubeIO over the API server's HTTP API; every read is a request."""
+
+    def __init__(self, api: client.ApiClient | None = None) -> None:
+        self._api = api
+
+    @property
+    def api(self) -> client.ApiClient:
+        # Built on first use: importing the operator must not need a kubeconfig.
+        if self._api is None:
+            self._api = new_api_client()
+        return self._api
+
+    def _call(self, method: str, path: str, *, body: Any = None, content_type: str = "application/json",
+              query: list[tuple[str, str]] | None = None, text: bool = False) -> Any:
+        """One API request; the decoded JSON (or, with ``text``, the body as a string)."""
+        api = self.api
+        try:
+            method, url, headers, body, _ = api.param_serialize(
+                method, path, query_params=query or [], body=body, auth_settings=["BearerToken"],
+                # Not "text/plain" for text: an error Status is negotiated against
+                # Accept too, and the API server answers 406 to text/plain.
+                header_params={"Content-Type": content_type, "Accept": "*/*" if text else "application/json"},
+            )
+            response = api.call_api(method, url, header_params=headers, body=body, _request_timeout=30)
+            data = response.read()
+        except ApiException as exc:
+            raise KubeError(f"{method} {path}: {exc.status} {exc.reason}: {_api_message(exc.body)}", exc.status) from exc
+        except OSError as exc:  # connection refused/reset: the API server is restarting
+            raise KubeError(f"{method} {path}: {exc}", None) from exc
+        if not 200 <= response.status < 300:
+            raise KubeError(f"{method} {path}: {response.status} {response.reason}: {_api_message(data)}",
+                            response.status)
+        if text:
+            return data.decode("utf-8", "replace")
+        return json.loads(data) if data else None
+
+    def live(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", _path(kind, namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply with our field manager; returns the live object."""
+        meta = manifest["metadata"]
+        metrics.API_WRITES.labels(verb="apply", kind=manifest["kind"]).inc()
+        return self._call(
+            "PATCH",
+            _path(manifest["kind"], meta["namespace"], meta["name"]),
+            body=dict(manifest),
+            content_type="application/apply-patch+yaml",
+            # force: we are the controller of these fields; a hand edit is drift to undo.
+            query=[("fieldManager", names.FIELD_MANAGER), ("force", "true")],
+        )
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        metrics.API_WRITES.labels(verb="delete", kind=kind).inc()
+        try:
+            self._call("DELETE", _path(kind, namespace, name), body={"propagationPolicy": "Background"})
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Read only when a rollout has stalled."""
+        return (self._call("GET", f"/api/v1/namespaces/{namespace}/pods",
+                           query=[("labelSelector", selector)]) or {}).get("items", [])
+
+    def pod_log_tail(self, namespace: str, pod: str, container: str, lines: int = 200) -> str:
+        """'' when there is no log yet."""
+        try:
+            return self._call("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
+                              query=[("container", container), ("tailLines", str(lines))], text=True)
+        except KubeError as exc:
+            if exc.status in (400, 404):  # container not started yet, or the pod just went away
+                return ""
+            raise
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Lists (conditions) are replaced whole by a merge patch."""
+        metrics.API_WRITES.labels(verb="status", kind=names.KIND).inc()
+        self._call("PATCH", _path(names.KIND, namespace, name, "status"), body={"status": dict(status)},
+                   content_type="application/merge-patch+json")
+
+    def post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """Shown by `kubectl describe irismodel`.
+
+        Posted directly rather than through kopf.event(), which only works inside
+        kopf's handler context; status is also published from the settle thread.
+        """
+        metrics.API_WRITES.labels(verb="create", kind="Event").inc()
+        meta = body["metadata"]
+        try:
+            self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events",
+                       body=event_manifest(body, type_, reason, message))
+        except KubeError as exc:
+            # An Event is best effort: failing to tell must not fail the reconcile
+            # (e.g. the namespace is being deleted).
+            log.warning("[%s/%s] could not post event %s: %s", meta["namespace"], meta["name"], reason, exc)
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        try:
+            secret = client.CoreV1Api(self.api).read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            raise KubeError(f"Secret {namespace}/{name}: {exc.status} {exc.reason}", exc.status) from exc
+        return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
 
-def delete(kind: str, namespace: str, name: str) -> bool:
-    """Delete if present; return whether something was deleted."""
-    metrics.API_WRITES.labels(verb="delete", kind=kind).inc()
-    try:
-        _call("DELETE", _path(kind, namespace, name), body={"propagationPolicy": "Background"})
-    except KubeError as exc:
-        if exc.status == 404:
-            return False
-        raise
-    return True
-
-
-def get(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return _call("GET", _path(kind, namespace, name))
-    except KubeError as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
-def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
-    """Pods matching a label selector (read only when a rollout has stalled)."""
-    return (_call("GET", f"/api/v1/namespaces/{namespace}/pods", query=[("labelSelector", selector)]) or {}).get(
-        "items", [])
-
-
-def pod_log_tail(namespace: str, pod: str, container: str, lines: int = 200) -> str:
-    """The last lines of a container's log ('' when there is none yet)."""
-    try:
-        return _call("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log",
-                     query=[("container", container), ("tailLines", str(lines))], text=True)
-    except KubeError as exc:
-        if exc.status in (400, 404):  # container not started yet, or the pod just went away
-            return ""
-        raise
-
-
-def patch_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
-    """Merge-patch IrisModel status; lists (conditions) are replaced whole."""
-    metrics.API_WRITES.labels(verb="status", kind=names.KIND).inc()
-    _call("PATCH", _path(names.KIND, namespace, name, "status"), body={"status": dict(status)},
-          content_type="application/merge-patch+json")
-
-
-def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-    """A core/v1 Event about the IrisModel, shown by `kubectl describe irismodel`.
-
-    Posted directly rather than through kopf.event(), which only works inside
-    kopf's handler context; status is also published from the settle thread.
-    """
+def event_manifest(body: Mapping[str, Any], type_: str, reason: str, message: str) -> dict[str, Any]:
     meta = body["metadata"]
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    event = {
+    return {
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
@@ -193,18 +256,3 @@ def post_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -
         "lastTimestamp": now,
         "count": 1,
     }
-    metrics.API_WRITES.labels(verb="create", kind="Event").inc()
-    try:
-        _call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
-    except KubeError as exc:
-        # An Event is best effort: failing to tell must not fail the reconcile
-        # (e.g. the namespace is being deleted).
-        log.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], exc)
-
-
-def read_secret(namespace: str, name: str) -> dict[str, str]:
-    try:
-        secret = client.CoreV1Api(api_client()).read_namespaced_secret(name, namespace)
-    except ApiException as exc:
-        raise KubeError(f"Secret {namespace}/{name}: {exc.status} {exc.reason}", exc.status) from exc
-    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}

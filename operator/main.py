@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 
@@ -28,6 +29,14 @@ def run(args: argparse.Namespace) -> int:
     # object it is about ("[ns/name] Handler 'reconcile_model' succeeded.").
     kopf.configure(verbose=args.verbose, log_format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                    log_prefix=True)
+    if not args.verbose:
+        # kopf logs every handler run at INFO ("Handler 'on_deployment_event'
+        # succeeded.": thousands of lines at 500 IrisModels). The operator logs
+        # one INFO line per decision itself (reconcile.Reconciler.announce);
+        # kopf's failures and retries are WARNING and above and still show.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        # One line per liveness/readiness probe (every few seconds) says nothing.
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     settings = get_settings()
     kube.load_config()
     namespaces = args.namespace or list(settings.watch_namespaces)

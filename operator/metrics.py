@@ -1,7 +1,16 @@
-"""Prometheus metrics of the operator (served on IRISOP_METRICS_PORT)."""
+"""Prometheus metrics of the operator (served on IRISOP_METRICS_PORT).
+
+Every name here is documented in docs/metrics.md; the Grafana dashboard in
+deploy/grafana/ and the monitoring component in deploy/components/ use them.
+"""
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter("irisop_reconciles_total", "Reconciles of IrisModels, by trigger and result", ["trigger", "result"])
 RECONCILE_SECONDS = Histogram(
@@ -12,6 +21,30 @@ RECONCILE_SECONDS = Histogram(
 )
 API_WRITES = Counter("irisop_api_writes_total", "Writes to the Kubernetes API, by verb and kind", ["verb", "kind"])
 PIPELINE_ERRORS = Counter("irisop_pipeline_errors_total", "Artifact and image failures, by reason", ["reason"])
+CHILD_EVENTS = Counter("irisop_child_events_total",
+                       "Watch events of children, by kind and whether they scheduled a resync (resync, ignored)",
+                       ["kind", "action"])
+MODELS_UNSEEN = Gauge("irisop_models_unseen",
+                      "IrisModels in this process's watch cache not yet reconciled since it started "
+                      "(0 once the resume pass covered them)")
+SETTLE_PENDING = Gauge("irisop_settle_pending", "IrisModels waiting in the settle queue for a resync")
+
+
+@dataclass
+class Result:
+    result: str = "ok"
+
+
+@contextlib.contextmanager
+def reconcile_timer(trigger: str) -> Iterator[Result]:
+    """Count and time one reconcile; the caller sets .result on failure."""
+    outcome = Result()
+    started = time.perf_counter()
+    try:
+        yield outcome
+    finally:
+        RECONCILES.labels(trigger=trigger, result=outcome.result).inc()
+        RECONCILE_SECONDS.labels(trigger=trigger).observe(time.perf_counter() - started)
 
 
 def serve(port: int) -> None:

@@ -44,7 +44,7 @@ class _Look:
 
 class NewPodsInspector:
     def __init__(self, api: Any, interval: float = LOOK_INTERVAL, clock: Callable[[], float] = time.monotonic):
-        self.api = api  # list_pods, pod_log_tail (the kube module, or a test fake)
+        self.api = api  # list_pods, pod_log_tail of a kube.KubeIO (ApiServer, or the unit tests' fake)
         self.interval = interval
         self.clock = clock
         self._looks: dict[tuple[str, str], _Look] = {}

@@ -1,15 +1,20 @@
 """The reconcile loop, as a short list of named steps.
 
-    spec      = validate(body)                      # SpecError -> Degraded, no retry
-    served    = ensure_served_version(body, spec)   # S3 artifact verified (never unpickled),
-                                                    # then the content-addressed image, by digest
-    apply_children(owner, spec, served)             # server-side apply, only what drifted
-    publish_status(body, ...)                       # written only when it changes
+    spec   = validate(body)                               # SpecError
+    served = current_version(body, spec, record)          # the version already serving this source, or
+    artifact = verify_artifact(body, spec)                # S3 artifact verified (never unpickled)
+    served = new_version(body, spec, artifact, ...)       # the content-addressed image, by digest
+    apply_children(owner, spec, served)                   # server-side apply, only what drifted
+    publish_status(body, ...)                             # written only when it changes
 
-Two entry points share these steps: ``reconcile`` runs all of them when the
-IrisModel itself changes; ``resync_children`` runs the last two when a child
-changes (drift, rollout progress), using the version already decided, so a
+Steps return or raise; ``reconcile`` alone decides what a failure means:
+it publishes a failed step's outcome at once (no child event may come to
+carry it) and hands the error on to kopf, and on success it defers the status
+to the settle queue. ``resync_children`` runs the last two steps when a child
+changes (drift, rollout progress), with the version already decided, so a
 child event never touches S3 or a registry.
+
+What the process knows about each IrisModel is one ``ObjectRecord``.
 """
 from __future__ import annotations
 
@@ -17,15 +22,16 @@ import hashlib
 import json
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from . import conditions as c
 from irisop_serving.contract import REFUSAL_KINDS
 
-from . import kube, names
+from . import conditions as c
+from . import names
 from .builders import Owner, build_children
 from .drift import needs_apply
+from .kube import KubeError, KubeIO
 from .newpods import NewPodsInspector
 from .pipeline import ImageResult, ModelSource, PipelineError, VerifiedArtifact
 from .settings import Settings
@@ -36,10 +42,12 @@ log = logging.getLogger(__name__)
 # (namespace, name, uid): an IrisModel deleted and re-created under the same
 # name is a new object, and must not inherit the old one's remembered status.
 Key = tuple[str, str, str]
-# kind, namespace, name -> live object (backed by kopf indexes in the running operator)
-LiveLookup = Callable[[str, str, str], "dict[str, Any] | None"]
-# Emit a Kubernetes Event about the IrisModel: (body, type, reason, message)
-EventSink = Callable[[Mapping[str, Any], str, str, str], None]
+# Schedules work for an IrisModel: (namespace, name), body.
+Schedule = Callable[[tuple[str, str], Mapping[str, Any]], None]
+# Ready=False for these reasons is a rollout making progress: users are told
+# with a Normal Event (many teams alert on Warning Events; a healthy rollout
+# must post none). Any other reason is a problem worth a Warning.
+PROGRESS_REASONS = frozenset({c.ROLLOUT_IN_PROGRESS, c.PODS_NOT_READY, c.DEPLOYMENT_MISSING, c.SCALED_TO_ZERO})
 
 
 class Pipeline:
@@ -89,15 +97,40 @@ class Outcome:
         return cls()
 
 
+@dataclass
+class ObjectRecord:
+    """What this process knows about one IrisModel, fresher than the watch cache right after a write."""
+
+    # One reconcile per IrisModel at a time: child events and spec changes
+    # arrive on different threads and must not publish stale status.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    published: dict[str, Any] | None = None  # the status we last wrote
+    served: ServedVersion | None = None  # the version the last pipeline run produced
+    outcome: Outcome | None = None  # what the last pipeline run decided
+
+
+def failure_outcome(exc: SpecError | PipelineError, verified: c.Condition | None) -> Outcome:
+    """The conditions a failed step leaves, and the problem that blocks the newest spec."""
+    if isinstance(exc, SpecError):
+        return Outcome(blocking=c.Condition(c.DEGRADED, True, c.SPEC_INVALID, str(exc)))
+    if verified is None:  # the artifact step failed
+        first = c.Condition(c.ARTIFACT_READY, False, exc.reason, exc.message)
+        second = c.Condition(c.IMAGE_READY, None, c.PENDING, "waiting for a verified artifact")
+    else:  # the image step failed
+        first, second = verified, c.Condition(c.IMAGE_READY, False, exc.reason, exc.message)
+    return Outcome(decided=(first, second), blocking=c.Condition(c.DEGRADED, True, exc.reason, exc.message))
+
+
+def artifact_verified(artifact: VerifiedArtifact) -> c.Condition:
+    return c.Condition(c.ARTIFACT_READY, True, c.VERIFIED, f"sha256 {artifact.sha256[:12]} verified")
+
+
 class Reconciler:
-    def __init__(self, settings: Settings, live: LiveLookup, emit: EventSink, pipeline: Pipeline | None = None,
-                 api: Any = kube, defer: Callable[[tuple[str, str], Mapping[str, Any]], None] | None = None,
-                 requeue: Callable[[tuple[str, str], Mapping[str, Any]], None] | None = None):
+    def __init__(self, settings: Settings, kube: KubeIO, pipeline: Pipeline | None = None,
+                 defer: Schedule | None = None, requeue: Schedule | None = None):
         self.settings = settings
-        self.live = live
-        self.emit = emit
+        self.kube = kube
         self.pipeline = pipeline or Pipeline()
-        self.api = api  # the kube module; unit tests pass a recording fake
         # How status publication after a change is scheduled. The operator
         # passes a Debouncer so the burst of Deployment events that follows an
         # apply costs one status write; the default publishes at once.
@@ -105,144 +138,171 @@ class Reconciler:
         # How a resync asks to run again soon: while a rollout is unfinished its
         # new pods are re-read (NewPodsInspector). The default never re-runs.
         self.requeue = requeue or (lambda key, body: None)
-        self.new_pods = NewPodsInspector(api)
-        # One reconcile per IrisModel at a time: child events and spec changes
-        # arrive on different threads and must not publish stale status.
-        self._locks: dict[Key, threading.Lock] = {}
-        # In-memory truth, fresher than the watch cache right after a write.
-        self._published: dict[Key, dict[str, Any]] = {}  # the status we last wrote
-        self._served: dict[Key, ServedVersion] = {}
-        self._outcome: dict[Key, Outcome] = {}
+        self.new_pods = NewPodsInspector(kube)
+        self._records: dict[Key, ObjectRecord] = {}
 
     # ---- entry points -------------------------------------------------
 
     def reconcile(self, body: Mapping[str, Any]) -> None:
         """Full reconcile after a change of the IrisModel (or operator start)."""
         owner = Owner.from_body(body)
-        with self._lock_for(body):
-            spec = self.validate(body)
-            served = self.ensure_served_version(body, spec)
+        record = self.record(body)
+        with record.lock:
+            verified: c.Condition | None = None  # ArtifactReady=True, once the artifact passed
+            try:
+                spec = self.validate(body)
+                served = self.current_version(body, spec, record)
+                if served is None:
+                    artifact = self.verify_artifact(body, spec)
+                    verified = artifact_verified(artifact)
+                    served = self.new_version(body, spec, artifact, verified, record)
+            except (SpecError, PipelineError) as exc:
+                # At once: a failure must not wait for a child event that may never come.
+                self.publish_failure(body, record, failure_outcome(exc, verified))
+                raise
             self.apply_children(owner, spec, served)
         self.defer((owner.namespace, owner.name), body)
 
     def resync_children(self, body: Mapping[str, Any]) -> None:
         """A child changed (or a change was just applied): restore drift and refresh status."""
         owner = Owner.from_body(body)
-        with self._lock_for(body):
+        record = self.record(body)
+        with record.lock:
             try:
                 spec = parse_spec(body.get("spec") or {})
             except SpecError:
                 return  # the full reconcile reports it
-            served = self.served_version(body)
+            served = self.served_version(body, record)
             if served is None:
                 return  # the pipeline has not produced an image yet
             live = self.apply_children(owner, spec, served)
-            self.publish_status(body, spec, live.get("Deployment"), served)
+            self.publish_status(body, record, spec, live.get("Deployment"), served)
 
     def forget(self, namespace: str, name: str) -> None:
         """Drop what is remembered about every incarnation of namespace/name."""
         self.new_pods.forget(namespace, name)
-        for store in (self._published, self._served, self._outcome, self._locks):
-            # list(): a snapshot, as other threads add keys meanwhile.
-            for key in [k for k in list(store) if k[:2] == (namespace, name)]:
-                store.pop(key, None)
+        # list(): a snapshot, as other threads add keys meanwhile.
+        for key in [k for k in list(self._records) if k[:2] == (namespace, name)]:
+            self._records.pop(key, None)
 
-    def _lock_for(self, body: Mapping[str, Any]) -> threading.Lock:
+    def record(self, body: Mapping[str, Any]) -> ObjectRecord:
         # setdefault is one atomic step: a defaultdict's __missing__ is not, and
-        # two threads racing on a new key could each get their own lock.
-        return self._locks.setdefault(_key(body), threading.Lock())
+        # two threads racing on a new key could each get their own record.
+        return self._records.setdefault(_key(body), ObjectRecord())
 
     # ---- steps --------------------------------------------------------
 
     def validate(self, body: Mapping[str, Any]) -> IrisModelSpec:
-        try:
-            spec = parse_spec(body.get("spec") or {})
-            if not spec.image and not (spec.repository or self.settings.default_repository):
-                raise SpecError("spec.repository: no image repository (set spec.repository or IRISOP_DEFAULT_REPOSITORY)")
-        except SpecError as exc:
-            self._report_failure(body, Outcome(blocking=c.Condition(c.DEGRADED, True, c.SPEC_INVALID, str(exc))))
-            raise
+        spec = parse_spec(body.get("spec") or {})
+        if not spec.image and not (spec.repository or self.settings.default_repository):
+            raise SpecError("spec.repository: no image repository (set spec.repository or IRISOP_DEFAULT_REPOSITORY)")
         return spec
 
-    def ensure_served_version(self, body: Mapping[str, Any], spec: IrisModelSpec) -> ServedVersion:
-        """Artifact then image; skipped when the served version was built from this very source."""
-        key = source_key(spec, self.settings)
-        known = self.served_version(body)
-        if known is not None and known.model.get("source") == key and self.outcome(body).blocking is None:
-            self._outcome[_key(body)] = Outcome()  # clears a SpecInvalid that has since been fixed
-            return known
-        try:
-            artifact = self.pipeline.fetch_artifact(self._with_credentials(body, spec), self.settings)
-        except PipelineError as exc:
-            waiting = c.Condition(c.IMAGE_READY, None, c.PENDING, "waiting for a verified artifact")
-            self._report_pipeline_error(body, c.Condition(c.ARTIFACT_READY, False, exc.reason, exc.message), waiting)
-            raise
-        artifact_ok = c.Condition(c.ARTIFACT_READY, True, c.VERIFIED, f"sha256 {artifact.sha256[:12]} verified")
-        try:
-            image, image_ok = self._image_for(spec, artifact)
-        except PipelineError as exc:
-            self._report_pipeline_error(body, artifact_ok, c.Condition(c.IMAGE_READY, False, exc.reason, exc.message))
-            raise
-        model = {"uri": artifact.uri, "sha256": artifact.sha256, "shortSha": artifact.sha256[:12], "source": key}
+    def current_version(self, body: Mapping[str, Any], spec: IrisModelSpec, record: ObjectRecord) -> ServedVersion | None:
+        """The served version, if it was built from this very source and nothing blocks it."""
+        known = self.served_version(body, record)
+        if known is None or known.model.get("source") != source_key(spec, self.settings):
+            return None
+        if self.outcome(body, record).blocking is not None:
+            return None  # a recorded failure: run the pipeline again
+        record.outcome = Outcome()
+        return known
+
+    def verify_artifact(self, body: Mapping[str, Any], spec: IrisModelSpec) -> VerifiedArtifact:
+        return self.pipeline.fetch_artifact(self._with_credentials(body, spec), self.settings)
+
+    def new_version(self, body: Mapping[str, Any], spec: IrisModelSpec, artifact: VerifiedArtifact,
+                    verified: c.Condition, record: ObjectRecord) -> ServedVersion:
+        """The image for a verified artifact; remembered, and announced when it changes what is served."""
+        known = self.served_version(body, record)
+        image, image_ok = self._image_for(spec, artifact)
+        model = {"uri": artifact.uri, "sha256": artifact.sha256, "shortSha": artifact.sha256[:12],
+                 "source": source_key(spec, self.settings)}
         if artifact.version_id:
             model["versionId"] = artifact.version_id
         if artifact.etag:
             model["etag"] = artifact.etag
         served = ServedVersion(image=image, sha256=artifact.sha256, model=model)
-        self._served[_key(body)] = served
-        self._outcome[_key(body)] = Outcome(decided=(artifact_ok, image_ok))
+        record.served, record.outcome = served, Outcome(decided=(verified, image_ok))
         if known is None or known.image != image:
-            self.emit(body, "Normal", "ModelVersionReady", f"image {image} for model sha256 {artifact.sha256[:12]}")
+            self.announce(body, "Normal", "ModelVersionReady", f"image {image} for model sha256 {artifact.sha256[:12]}")
         return served
 
     def apply_children(self, owner: Owner, spec: IrisModelSpec, served: ServedVersion) -> dict[str, Any]:
         """Apply what drifted, delete what must not exist; return the live children."""
         live_children: dict[str, Any] = {}
         for kind, desired in build_children(owner, spec, served.image, served.sha256).items():
-            live = self.live(kind, owner.namespace, names.child_name(owner.name))
+            live = self.kube.live(kind, owner.namespace, names.child_name(owner.name))
             if desired is None:
                 if live is not None:
-                    self.api.delete(kind, owner.namespace, names.child_name(owner.name))
+                    self.kube.delete(kind, owner.namespace, names.child_name(owner.name))
                 continue
-            live_children[kind] = self.api.apply(desired) if needs_apply(desired, live) else live
+            live_children[kind] = self.kube.apply(desired) if needs_apply(desired, live) else live
         return live_children
 
-    def publish_status(self, body: Mapping[str, Any], spec: IrisModelSpec, deployment: Mapping[str, Any] | None,
-                       served: ServedVersion) -> None:
+    def publish_status(self, body: Mapping[str, Any], record: ObjectRecord, spec: IrisModelSpec,
+                       deployment: Mapping[str, Any] | None, served: ServedVersion) -> None:
         owner = Owner.from_body(body)
-        outcome = self.outcome(body)
+        outcome = self.outcome(body, record)
         rollout, look_again = self.new_pods.explain(owner.namespace, owner.name,
                                                     c.observe_rollout(deployment, served.image), served.sha256)
-        degraded_before = c.condition(self.current_status(body), c.DEGRADED)
-        facts = c.StatusFacts(
-            generation=int(body["metadata"].get("generation", 0)),
-            selector=names.selector_string(owner.name),
-            rollout=rollout,
-            url=names.service_url(owner.name, owner.namespace, spec.service_port, self.settings.cluster_domain),
-            image=served.image,
-            model=served.model,
-            decided=outcome.decided,
-            blocking=outcome.blocking,
-        )
-        self._write_status(body, facts)
+        degraded_before = c.condition(self.current_status(body, record), c.DEGRADED)
+        self._write_status(body, record, self.status_facts(body, outcome, rollout, spec, served))
         if rollout.reason in REFUSAL_KINDS and outcome.blocking is None and (
                 degraded_before.get("reason"), degraded_before.get("message")) != (rollout.reason, rollout.message):
-            self.emit(body, "Warning", rollout.reason, rollout.message)  # the new pods refuse this model
+            self.announce(body, "Warning", rollout.reason, rollout.message)  # the new pods refuse this model
         if look_again:
             self.requeue((owner.namespace, owner.name), body)
 
+    def publish_failure(self, body: Mapping[str, Any], record: ObjectRecord, outcome: Outcome) -> None:
+        """Publish a failed step's outcome, and tell the user once."""
+        assert outcome.blocking is not None
+        degraded_before = c.condition(self.current_status(body, record), c.DEGRADED)
+        record.outcome = outcome
+        served = self.served_version(body, record)
+        meta = body["metadata"]
+        deployment = self.kube.live("Deployment", meta["namespace"], names.child_name(meta["name"]))
+        rollout = c.observe_rollout(deployment, served.image if served else None)
+        self._write_status(body, record, self.status_facts(body, outcome, rollout))
+        blocking = outcome.blocking
+        if (degraded_before.get("reason"), degraded_before.get("message")) != (blocking.reason, blocking.message):
+            self.announce(body, "Warning", blocking.reason, blocking.message)
+
     # ---- state --------------------------------------------------------
 
-    def current_status(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return self._published.get(_key(body)) or dict(body.get("status") or {})
+    def current_status(self, body: Mapping[str, Any], record: ObjectRecord) -> dict[str, Any]:
+        return record.published or dict(body.get("status") or {})
 
-    def served_version(self, body: Mapping[str, Any]) -> ServedVersion | None:
-        return self._served.get(_key(body)) or ServedVersion.from_status(self.current_status(body))
+    def served_version(self, body: Mapping[str, Any], record: ObjectRecord) -> ServedVersion | None:
+        return record.served or ServedVersion.from_status(self.current_status(body, record))
 
-    def outcome(self, body: Mapping[str, Any]) -> Outcome:
-        return self._outcome.get(_key(body)) or Outcome.from_status(self.current_status(body))
+    def outcome(self, body: Mapping[str, Any], record: ObjectRecord) -> Outcome:
+        return record.outcome or Outcome.from_status(self.current_status(body, record))
+
+    def status_facts(self, body: Mapping[str, Any], outcome: Outcome, rollout: c.Rollout,
+                     spec: IrisModelSpec | None = None, served: ServedVersion | None = None) -> c.StatusFacts:
+        """Everything status is computed from; without spec and served (a failed step) url, image and model stay."""
+        meta = body["metadata"]
+        return c.StatusFacts(
+            generation=int(meta.get("generation", 0)),
+            selector=names.selector_string(meta["name"]),
+            rollout=rollout,
+            url=names.service_url(meta["name"], meta["namespace"], spec.service_port, self.settings.cluster_domain)
+            if spec is not None else None,
+            image=served.image if served is not None else None,
+            model=served.model if served is not None else None,
+            decided=outcome.decided,
+            blocking=outcome.blocking,
+        )
 
     # ---- helpers ------------------------------------------------------
+
+    def announce(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """A decision users must see: one log line and one Event."""
+        meta = body["metadata"]
+        log.log(logging.WARNING if type_ == "Warning" else logging.INFO, "[%s/%s] %s: %s",
+                meta["namespace"], meta["name"], reason, message)
+        self.kube.post_event(body, type_, reason, message)
 
     def _image_for(self, spec: IrisModelSpec, artifact: VerifiedArtifact) -> tuple[str, c.Condition]:
         if spec.image:
@@ -252,55 +312,32 @@ class Reconciler:
         reason, how = (c.IMAGE_REUSED, "already in the registry") if result.reused else (c.IMAGE_BUILT, "pushed")
         return result.image, c.Condition(c.IMAGE_READY, True, reason, f"{result.tag} {how}")
 
-    def _write_status(self, body: Mapping[str, Any], facts: c.StatusFacts) -> None:
-        current = self.current_status(body)
+    def _write_status(self, body: Mapping[str, Any], record: ObjectRecord, facts: c.StatusFacts) -> None:
+        current = self.current_status(body, record)
         new = c.desired_status(current, facts)
         patch = c.status_patch(current, new)
         if not patch:
             return
         meta = body["metadata"]
-        self.api.patch_status(meta["namespace"], meta["name"], patch)
-        self._published[_key(body)] = new
+        self.kube.patch_status(meta["namespace"], meta["name"], patch)
+        record.published = new
         was_ready, now_ready = c.is_true(current, c.READY), c.is_true(new, c.READY)
         if was_ready != now_ready:
             cond = c.condition(new, c.READY)
             if now_ready:
-                self.emit(body, "Normal", "Ready", cond.get("message", ""))
+                self.announce(body, "Normal", "Ready", cond.get("message", ""))
             else:
-                self.emit(body, "Warning", cond.get("reason", "NotReady"), cond.get("message", ""))
-
-    def _report_failure(self, body: Mapping[str, Any], outcome: Outcome) -> None:
-        """Publish a failure at once (it must not wait for a child event) and tell the user once."""
-        assert outcome.blocking is not None
-        degraded_before = c.condition(self.current_status(body), c.DEGRADED)
-        self._outcome[_key(body)] = outcome
-        served = self.served_version(body)
-        meta = body["metadata"]
-        facts = c.StatusFacts(
-            generation=int(meta.get("generation", 0)),
-            selector=names.selector_string(meta["name"]),
-            rollout=c.observe_rollout(self.live("Deployment", meta["namespace"], names.child_name(meta["name"])),
-                                      served.image if served else None),
-            decided=outcome.decided,
-            blocking=outcome.blocking,
-        )
-        self._write_status(body, facts)
-        blocking = outcome.blocking
-        if (degraded_before.get("reason"), degraded_before.get("message")) != (blocking.reason, blocking.message):
-            self.emit(body, "Warning", blocking.reason, blocking.message)
-
-    def _report_pipeline_error(self, body: Mapping[str, Any], first: c.Condition, second: c.Condition) -> None:
-        failed = first if first.status is False else second
-        self._report_failure(body, Outcome(decided=(first, second),
-                                           blocking=c.Condition(c.DEGRADED, True, failed.reason, failed.message)))
+                reason = cond.get("reason", "NotReady")
+                self.announce(body, "Normal" if reason in PROGRESS_REASONS else "Warning", reason,
+                              cond.get("message", ""))
 
     def _with_credentials(self, body: Mapping[str, Any], spec: IrisModelSpec) -> ModelSource:
         source = spec.source
         if not spec.credentials_secret:
             return source
         try:
-            data = self.api.read_secret(body["metadata"]["namespace"], spec.credentials_secret)
-        except kube.KubeError as exc:
+            data = self.kube.read_secret(body["metadata"]["namespace"], spec.credentials_secret)
+        except KubeError as exc:
             raise PipelineError("CredentialsUnavailable", f"Secret {spec.credentials_secret}: {exc}",
                                 transient=exc.transient) from exc
         keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,13 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex((host, port)) == 0
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so a program's `finally` blocks (and
+    ExitStacks) still stop the services it started when it is killed (a CI
+    timeout, `kill`); the default action would end it on the spot."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 class ProcessError(RuntimeError):

@@ -7,14 +7,17 @@ readiness (binding pods and reporting them Ready through pods/status).
 """
 from __future__ import annotations
 
-import time
+import re
+from typing import Iterator
 
 import pytest
+import requests
 
+from irisop_deploy.local.process import free_port
 from irisop_operator import names
 from tests.fixtures.aws import fake_artifact, upload_dir
 from tests.fixtures.cluster import wait_for
-from tests.fixtures.operator import kubectl
+from tests.fixtures.operator import kubectl, operator_process, running
 
 pytestmark = pytest.mark.integration
 IMAGE = "registry.invalid/iris@sha256:" + "e" * 64
@@ -29,6 +32,34 @@ def artifact_uri(s3, tmp_path, namespace):
         pass
     meta = fake_artifact(tmp_path / "a", seed=namespace.encode())
     return upload_dir(s3, tmp_path / "a", BUCKET, f"{namespace}/v1"), meta["sha256"]
+
+
+class Metrics:
+    """The operator's own counters: the positive signal a negative check waits for."""
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/metrics"
+
+    def value(self, name: str, **labels: str) -> float:
+        total = 0.0
+        for line in requests.get(self.url, timeout=5).text.splitlines():
+            if not line.startswith(name + "{"):
+                continue
+            have = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+            if all(have.get(k) == v for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def moved(self, before: float, name: str, **labels: str) -> bool:
+        return self.value(name, **labels) > before
+
+
+@pytest.fixture(scope="module")
+def running_operator(crd, operator_env, tmp_path_factory) -> Iterator[Metrics]:
+    """The operator watching the whole cluster, with its metrics endpoint, for this module."""
+    port = free_port()
+    with running(operator_process("operator", operator_env, tmp_path_factory.mktemp("operator"), metrics_port=port)):
+        yield Metrics(port)
 
 
 def model_spec(uri: str, **extra) -> dict:
@@ -84,16 +115,41 @@ def test_drift_is_restored_and_noop_resync_writes_nothing(crd, running_operator,
     crd.apps.patch_namespaced_deployment("iris", namespace, {"spec": {"replicas": 4}})
     wait_for(lambda: crd.deployment(namespace, "iris").spec.replicas == 1, timeout=15, what="replicas restored")
 
-    # let status settle, then a no-op resync (an irrelevant change to the Deployment) writes nothing
+    # A change of the Deployment the operator reads (its status) runs a resync
+    # (the settle counter moves) that finds nothing to write.
     crd.wait_condition(namespace, "iris", "ImageReady", "True")
-    time.sleep(2)
-    before = (crd.get_model(namespace, "iris")["metadata"]["resourceVersion"],
-              crd.service(namespace, "iris").metadata.resource_version)
+    # Settled: status follows the Deployment controller's view of the restored
+    # Deployment (no kubelet here, so its one pod stays unready).
+    crd.wait_condition(namespace, "iris", "Ready", "False", reason="PodsNotReady", timeout=30)
+    wait_for(lambda: crd.get_model(namespace, "iris")["status"].get("replicas") == 1, what="status.replicas 1")
+    metrics = running_operator
+
+    def versions():
+        return (crd.get_model(namespace, "iris")["metadata"]["resourceVersion"],
+                crd.service(namespace, "iris").metadata.resource_version)
+
+    wait_for(lambda: metrics.value("irisop_settle_pending") == 0, what="settle queue empty")
+    settled = metrics.value("irisop_reconciles_total", trigger="settle")
+    before, status_before = versions(), crd.get_model(namespace, "iris")["status"]
+    conditions = [c.to_dict() for c in crd.deployment(namespace, "iris").status.conditions or []]
+    noise = {"type": "IrisopTestNoise", "status": "True", "reason": "Test", "message": "changes no outcome"}
+    crd.apps.patch_namespaced_deployment_status("iris", namespace, {"status": {"conditions": [
+        {k: v for k, v in c.items() if v is not None} for c in conditions] + [noise]}})
+    wait_for(lambda: metrics.moved(settled, "irisop_reconciles_total", trigger="settle"), timeout=15,
+             what="the settle resync of the status change")
+    wait_for(lambda: metrics.value("irisop_settle_pending") == 0, what="settle queue empty")
+    after = crd.get_model(namespace, "iris")
+    changed = {k: (status_before.get(k), v) for k, v in after["status"].items() if status_before.get(k) != v}
+    assert versions() == before, changed
+
+    # A change the operator does not read (someone else's label) runs no resync at all.
+    ignored = metrics.value("irisop_child_events_total", kind="Deployment", action="ignored")
+    settles = metrics.value("irisop_reconciles_total", trigger="settle")
     crd.apps.patch_namespaced_deployment("iris", namespace, {"metadata": {"labels": {"someone-else": "x"}}})
-    time.sleep(3)
-    after = (crd.get_model(namespace, "iris")["metadata"]["resourceVersion"],
-             crd.service(namespace, "iris").metadata.resource_version)
-    assert after == before
+    wait_for(lambda: metrics.moved(ignored, "irisop_child_events_total", kind="Deployment", action="ignored"),
+             timeout=15, what="the label event to be seen and ignored")
+    assert metrics.value("irisop_reconciles_total", trigger="settle") == settles
+    assert versions() == before
     assert crd.deployment(namespace, "iris").metadata.labels["someone-else"] == "x"  # not ours: left alone
 
 
@@ -127,7 +183,11 @@ def test_invalid_spec_is_degraded_with_an_event_and_no_retry_storm(crd, running_
     cond = crd.wait_condition(namespace, "iris", "Degraded", "True", reason="SpecInvalid")
     assert "requests.cpu" in cond["message"]
     wait_for(lambda: crd.events(namespace, "SpecInvalid"), what="SpecInvalid event")
-    time.sleep(4)
+    # kopf records the spec as handled once its handlers finished, a permanent
+    # failure included, and schedules no retry after that: the positive signal.
+    handled = f"operator.{names.GROUP}/last-handled"
+    wait_for(lambda: handled in (crd.get_model(namespace, "iris")["metadata"].get("annotations") or {}),
+             what="kopf to record the spec as handled")
     events = crd.events(namespace, "SpecInvalid")
     assert sum(e.count or 1 for e in events) == 1, "an invalid spec is reported once, not retried"
     assert crd.deployment(namespace, "iris") is None

@@ -30,10 +30,10 @@ class Clock:
 
 @pytest.fixture
 def world():
-    api, events, requeued, clock = FakeAPI(), [], [], Clock()
+    events, requeued, clock = [], [], Clock()
+    api = FakeAPI(emit=lambda b, t, r, m: events.append((t, r, m)))
     api.reads = 0
-    rec = Reconciler(Settings(default_repository="reg.local/iris"), live=api.live,
-                     emit=lambda b, t, r, m: events.append((t, r, m)), pipeline=FakePipeline(), api=api,
+    rec = Reconciler(Settings(default_repository="reg.local/iris"), api, pipeline=FakePipeline(),
                      requeue=lambda key, b: requeued.append(key))
     rec.new_pods = NewPodsInspector(api, interval=3.0, clock=clock)
     rec.reconcile(body())

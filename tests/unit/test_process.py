@@ -121,3 +121,31 @@ def test_a_program_that_exited_is_not_running(tmp_path):
     assert _wait(lambda: proc.pid() is None)  # an unreaped zombie counts as stopped
     proc.stop()
     assert not proc.pid_file.exists()
+
+
+def test_a_program_killed_with_sigterm_still_stops_what_it_started(tmp_path):
+    # The benchmarks call exit_on_sigterm(): a CI timeout's SIGTERM runs their
+    # finally blocks instead of leaving their services running.
+    import signal
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from irisop_deploy.local.process import ManagedProcess, exit_on_sigterm
+        exit_on_sigterm()
+        service = ManagedProcess(name="service", argv=["sleep", "1000"], home=Path({str(tmp_path)!r}))
+        try:
+            service.start()
+            print(service.pid(), flush=True)
+            time.sleep(1000)
+        finally:
+            service.stop()
+    """)
+    program = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    service_pid = int(program.stdout.readline())
+    assert not _gone(service_pid)
+    program.send_signal(signal.SIGTERM)
+    assert program.wait(timeout=20) == 128 + signal.SIGTERM
+    assert _wait(lambda: _gone(service_pid)), "the service outlived the program that started it"

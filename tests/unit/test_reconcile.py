@@ -27,12 +27,14 @@ def metadata(sha):
 
 
 class FakeAPI:
-    """Records writes; stores applied objects like a server would (minus defaults)."""
+    """kube.KubeIO in memory: records writes; stores applied objects like a server would (minus defaults)."""
 
-    def __init__(self):
+    def __init__(self, emit=None):
         self.objects: dict[tuple[str, str, str], dict] = {}
         self.writes: list[tuple] = []
         self.status: dict = {}
+        self.emit = emit or (lambda body, type_, reason, message: None)
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
 
     def apply(self, manifest):
         key = (manifest["kind"], manifest["metadata"]["namespace"], manifest["metadata"]["name"])
@@ -44,19 +46,29 @@ class FakeAPI:
         self.writes.append(("delete", (kind, namespace, name)))
         return self.objects.pop((kind, namespace, name), None) is not None
 
-    def patch_status(self, namespace, name, patch):
-        self.writes.append(("status", tuple(sorted(patch))))
-        self.status.update(copy.deepcopy(patch))
+    def patch_status(self, namespace, name, status):
+        self.writes.append(("status", tuple(sorted(status))))
+        self.status.update(copy.deepcopy(status))
 
     def live(self, kind, namespace, name):
         return self.objects.get((kind, namespace, name))
+
+    def post_event(self, body, type_, reason, message):
+        self.emit(body, type_, reason, message)
 
     # Pods are read while a rollout is unfinished; tests that care replace these.
     def list_pods(self, namespace, selector):
         return []
 
-    def pod_log_tail(self, namespace, pod, container):
+    def pod_log_tail(self, namespace, pod, container, lines=200):
         return ""
+
+    def read_secret(self, namespace, name):
+        from irisop_operator.kube import KubeError
+
+        if (namespace, name) not in self.secrets:
+            raise KubeError(f"Secret {namespace}/{name}: 404 Not Found", 404)
+        return self.secrets[(namespace, name)]
 
 
 class FakePipeline:
@@ -81,9 +93,9 @@ def body(generation=1, **spec):
 
 @pytest.fixture
 def world():
-    api, events = FakeAPI(), []
-    rec = Reconciler(Settings(default_repository="reg.local/iris"), live=api.live,
-                     emit=lambda b, t, r, m: events.append((t, r)), pipeline=FakePipeline(), api=api)
+    events = []
+    api = FakeAPI(emit=lambda b, t, r, m: events.append((t, r)))
+    rec = Reconciler(Settings(default_repository="reg.local/iris"), api, pipeline=FakePipeline())
     return rec, api, events
 
 
@@ -206,3 +218,52 @@ def test_stall_explanation_failing_never_blocks_the_status(world):
     rec.resync_children(body())
     degraded = c.condition(api.status, c.DEGRADED)
     assert degraded["reason"] == c.ROLLOUT_STALLED and degraded["message"].startswith("rollout made no progress")
+
+
+def _rolled_out(api, generation=1, ready=1):
+    dep = api.objects[("Deployment", "ml", "iris")]
+    dep["metadata"]["generation"] = generation
+    dep["status"] = {"observedGeneration": generation, "replicas": ready, "readyReplicas": ready,
+                     "updatedReplicas": ready, "availableReplicas": ready}
+
+
+def test_a_routine_rollout_posts_no_warning_event(world):
+    rec, api, events = world
+    rec.reconcile(body())
+    _rolled_out(api)
+    rec.resync_children(body())
+    assert c.is_true(api.status, c.READY) and ("Normal", "Ready") in events
+    events.clear()
+    # A new version: the Deployment controller has not seen it yet, then old pods terminate.
+    rec.pipeline.sha = SHA2
+    rec.reconcile(body(generation=2, model={"uri": "s3://b/iris/v2/"}))
+    dep = api.objects[("Deployment", "ml", "iris")]
+    dep["metadata"]["generation"] = 2
+    rec.resync_children(body(generation=2, model={"uri": "s3://b/iris/v2/"}))
+    assert c.condition(api.status, c.READY)["reason"] == c.ROLLOUT_IN_PROGRESS
+    _rolled_out(api, generation=2)
+    rec.resync_children(body(generation=2, model={"uri": "s3://b/iris/v2/"}))
+    assert c.is_true(api.status, c.READY)
+    assert [t for t, _ in events if t == "Warning"] == [], events
+    assert ("Normal", c.ROLLOUT_IN_PROGRESS) in events and ("Normal", "Ready") in events
+
+
+def test_a_failed_step_is_published_by_reconcile_and_raised_for_kopf(world):
+    from irisop_operator.pipeline import ImageError
+
+    rec, api, events = world
+
+    class NoRegistry(type(rec.pipeline)):
+        def ensure_model_image(self, artifact, repository, settings):
+            raise ImageError("RegistryUnreachable", "connection refused", transient=True)
+
+    rec.pipeline = NoRegistry()
+    with pytest.raises(ImageError):
+        rec.reconcile(body())
+    # The artifact passed, the image did not: both are in status at once, no child event needed.
+    assert c.condition(api.status, c.ARTIFACT_READY)["status"] == "True"
+    image = c.condition(api.status, c.IMAGE_READY)
+    assert (image["status"], image["reason"]) == ("False", "RegistryUnreachable")
+    assert c.condition(api.status, c.DEGRADED)["reason"] == "RegistryUnreachable"
+    assert events == [("Warning", "RegistryUnreachable")]
+    assert not [w for w in api.writes if w[0] == "apply"]

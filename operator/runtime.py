@@ -1,0 +1,210 @@
+"""What the operator process shares, built once at start-up and kept in kopf's memo.
+
+``Runtime`` holds the settings, the Kubernetes seam (``WatchedKube``), the
+``Reconciler`` and the settle queue. kopf hands the same memo to every
+handler, so there are no module globals and no lazy construction to race on.
+
+``WatchedKube`` is ``kube.ApiServer`` whose reads come from kopf's indexes:
+the watch cache keeps, for every IrisModel and child, only the fields the
+reconcile steps read (``projection``), so a no-op resync reads nothing from
+the API server and 2,000 IrisModels stay small in memory.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from typing import Any, Mapping
+
+import kopf
+
+from . import kube, metrics, names
+from .debounce import Debouncer
+from .pipeline import PipelineError
+from .reconcile import Pipeline, Reconciler
+from .settings import Settings
+from .spec import SpecError
+
+log = logging.getLogger(__name__)
+
+# Retry delays: transient failures back off from 5 s to 5 min.
+TRANSIENT_DELAYS = (5, 10, 20, 40, 80, 160, 300)
+# Index ids: kopf passes each index to handlers as a keyword argument of this name.
+MODEL_INDEX = "irismodels"
+
+
+def child_index_id(kind: str) -> str:
+    return f"children_{kind.lower()}"
+
+
+def backoff(retry: int) -> int:
+    return TRANSIENT_DELAYS[min(retry, len(TRANSIENT_DELAYS) - 1)]
+
+
+# ---- what the watch cache keeps ---------------------------------------------
+
+# Metadata the steps read: identity, ownership, our labels and annotations
+# (drift compares what we set), and whether it is going away.
+_META_KEYS = ("name", "namespace", "uid", "generation", "deletionTimestamp", "ownerReferences")
+# Deployment status fields conditions.observe_rollout reads; no other child's status is read.
+_DEPLOYMENT_STATUS_KEYS = ("observedGeneration", "replicas", "readyReplicas", "updatedReplicas",
+                           "availableReplicas", "conditions")
+
+
+def _ours(mapping: Mapping[str, str] | None) -> dict[str, str]:
+    """Labels/annotations under our keys (kubectl's last-applied copy of the object is not one)."""
+    return {k: v for k, v in (mapping or {}).items()
+            if k.startswith(names.GROUP) or k.startswith("app.kubernetes.io/")}
+
+
+def projection(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of an object the reconcile steps read; nothing else is cached."""
+    meta = body.get("metadata", {})
+    kept: dict[str, Any] = {k: meta[k] for k in _META_KEYS if k in meta}
+    if kind != names.KIND:  # the IrisModel's labels/annotations are kopf's and the user's, never read
+        kept["labels"] = _ours(meta.get("labels"))
+        kept["annotations"] = _ours(meta.get("annotations"))
+    view: dict[str, Any] = {"metadata": kept, "spec": dict(body.get("spec") or {})}
+    if kind == names.KIND:
+        view["status"] = dict(body.get("status") or {})
+    elif kind == "Deployment":
+        status = body.get("status") or {}
+        view["status"] = {k: status[k] for k in _DEPLOYMENT_STATUS_KEYS if k in status}
+    return view
+
+
+def fingerprint(view: Mapping[str, Any]) -> bytes:
+    return hashlib.blake2b(json.dumps(view, sort_keys=True, default=str).encode(), digest_size=12).digest()
+
+
+class WatchedKube(kube.ApiServer):
+    """The API server, with reads answered from kopf's indexes once kopf has handed them over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._indexes: dict[str, Any] = {}  # kind -> kopf.Index of projections
+        # Children we applied whose watch event has not arrived yet: right after
+        # a create the watch may lag, and the next resync would apply again.
+        self._applied: dict[tuple[str, str, str], dict[str, Any]] = {}
+        # Fingerprint of each child's projection as last seen in an event, so
+        # an event that changes nothing we read costs no resync.
+        self._seen: dict[tuple[str, str, str], bytes] = {}
+
+    def attach(self, handler_kwargs: Mapping[str, Any]) -> None:
+        """Keep the indexes kopf passes to handlers (the same live objects every time)."""
+        if not self._indexes and MODEL_INDEX in handler_kwargs:
+            self._indexes = {names.KIND: handler_kwargs[MODEL_INDEX],
+                             **{kind: handler_kwargs[child_index_id(kind)] for kind in kube.CHILD_KINDS}}
+
+    def live(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        store = self._indexes.get(kind)
+        if store is None:
+            return super().live(kind, namespace, name)  # indexes not handed to us yet: ask the API
+        for value in store.get((namespace, name), []):
+            return value
+        return self._applied.get((kind, namespace, name))
+
+    def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        live = super().apply(manifest)
+        meta = manifest["metadata"]
+        self._applied[(manifest["kind"], meta["namespace"], meta["name"])] = projection(manifest["kind"], live)
+        return live
+
+    def model(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The newest cached IrisModel, or None once it is gone."""
+        store = self._indexes.get(names.KIND)
+        return next(iter(store.get((namespace, name), [])), None) if store is not None else None
+
+    def models(self) -> list[dict[str, Any]]:
+        store = self._indexes.get(names.KIND)
+        return [value for values in (store.values() if store is not None else ()) for value in values]
+
+    def child_changed(self, kind: str, body: Mapping[str, Any], deleted: bool) -> bool:
+        """Record a child's watch event; False when it changed nothing the steps read."""
+        meta = body.get("metadata", {})
+        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+        self._applied.pop(key, None)  # the index is authoritative from now on
+        if deleted:
+            self._seen.pop(key, None)
+            return True
+        new = fingerprint(projection(kind, body))
+        old = self._seen.get(key)
+        self._seen[key] = new
+        return old != new
+
+    def forget(self, namespace: str, name: str) -> None:
+        for store in (self._applied, self._seen):
+            for key in [k for k in list(store) if k[1:] == (namespace, names.child_name(name))]:
+                store.pop(key, None)
+
+
+class Runtime:
+    """The process's one Reconciler, its settle queue and its view of the cluster."""
+
+    def __init__(self, settings: Settings, kube_io: WatchedKube | None = None, pipeline: Pipeline | None = None):
+        self.settings = settings
+        self.kube = kube_io or WatchedKube()
+        self.settle = Debouncer(settings.settle_seconds, self.resync_latest, name="irisop-settle")
+        self.reconciler = Reconciler(settings, self.kube, pipeline, defer=self.schedule, requeue=self.schedule)
+        # IrisModels reconciled since this process started (namespace, name, uid).
+        self._handled: set[tuple[str, str, str]] = set()
+        self._handled_lock = threading.Lock()
+        metrics.MODELS_UNSEEN.set_function(self.models_unseen)
+        metrics.SETTLE_PENDING.set_function(self.settle.pending)
+
+    def schedule(self, key: tuple[str, str], body: Mapping[str, Any]) -> None:
+        self.settle.submit(key, key)
+
+    def resync_latest(self, key: tuple[str, str]) -> None:
+        """Run the deferred resync on the newest body of the IrisModel, if it still exists."""
+        parent = self.kube.model(*key)
+        if parent is None or parent["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            self.run("settle", self.reconciler.resync_children, parent, 0)
+        except (kopf.TemporaryError, kopf.PermanentError) as exc:
+            # Not retried here: the next watch event or the parent's own handler tries again.
+            log.warning("[%s/%s] resync failed: %s", *key, exc)
+
+    def reconcile_model(self, body: Mapping[str, Any], retry: int) -> None:
+        meta = body["metadata"]
+        with self._handled_lock:
+            self._handled.add((meta["namespace"], meta["name"], meta["uid"]))
+        self.run("model", self.reconciler.reconcile, body, retry)
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.reconciler.forget(namespace, name)
+        self.kube.forget(namespace, name)
+        with self._handled_lock:
+            self._handled = {k for k in self._handled if k[:2] != (namespace, name)}
+
+    def models_unseen(self) -> int:
+        """IrisModels in the watch cache that no handler has reconciled since this process started."""
+        with self._handled_lock:
+            return sum(1 for m in self.kube.models()
+                       if (m["metadata"]["namespace"], m["metadata"]["name"], m["metadata"]["uid"]) not in self._handled)
+
+    @staticmethod
+    def run(trigger: str, fn: Any, body: Mapping[str, Any], retry: int) -> None:
+        """Call one entry point; map domain errors to kopf's retry semantics; count and time it."""
+        with metrics.reconcile_timer(trigger) as outcome:
+            try:
+                fn(body)
+            except SpecError as exc:
+                outcome.result = "invalid"
+                raise kopf.PermanentError(str(exc)) from exc
+            except PipelineError as exc:
+                outcome.result = "pipeline_error"
+                metrics.PIPELINE_ERRORS.labels(reason=exc.reason).inc()
+                if not exc.transient:
+                    # A rejected artifact is a spec pointing at something unservable.
+                    # Permanent, not a long TemporaryError: kopf keeps a pending retry
+                    # delay even when the spec changes, so the user's fix would wait.
+                    raise kopf.PermanentError(f"{exc.reason}: {exc.message}") from exc
+                raise kopf.TemporaryError(f"{exc.reason}: {exc.message}", delay=backoff(retry)) from exc
+            except kube.KubeError as exc:
+                outcome.result = "api_error"
+                if not exc.transient:
+                    raise kopf.PermanentError(str(exc)) from exc
+                raise kopf.TemporaryError(str(exc), delay=backoff(retry)) from exc

@@ -1,0 +1,21 @@
+"""benchmarks/local_cluster.py in its smoke mode, on the real local node.
+
+Separate from test_benchmarks_smoke.py because it needs the real single-node
+cluster (`irisop up`): one kubelet/containerd per machine, so it runs where
+the local-node tests run (test_local_node.py, test_e2e_local.py). The smoke
+mode never stops a stack that was running, and asserts no timings.
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.test_benchmarks_smoke import run_benchmark
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_local_cluster_smoke():
+    # The benchmark brings the stack up itself (`irisop up`) and stops it
+    # again only if it was not running before.
+    out = run_benchmark("local_cluster.py", "--smoke", timeout=900)
+    assert "summary: apply-to-Ready" in out, out

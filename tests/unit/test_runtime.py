@@ -1,0 +1,120 @@
+"""The operator process's shared state (operator/runtime.py) and its seams, without a cluster.
+
+One Runtime is built by the startup handler and kept in kopf's memo; the
+Kubernetes seam is one Protocol that the HTTP implementation and the unit
+tests' fake both follow; the watch cache keeps only what the steps read.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+
+import kopf
+
+from irisop_operator import handlers, kube, names
+from irisop_operator.builders import Owner, build_children
+from irisop_operator.runtime import Runtime, WatchedKube, projection
+from irisop_operator.settings import Settings
+from irisop_operator.spec import parse_spec
+from tests.unit.test_reconcile import FakeAPI
+
+SHA = "1" * 64
+IMAGE = "reg.local/iris@sha256:" + SHA
+
+
+def _protocol_methods() -> dict[str, inspect.Signature]:
+    return {name: inspect.signature(fn) for name, fn in vars(kube.KubeIO).items()
+            if callable(fn) and not name.startswith("_")}
+
+
+def test_the_api_server_and_the_fake_implement_the_one_protocol():
+    wanted = _protocol_methods()
+    assert set(wanted) == {"live", "apply", "delete", "patch_status", "post_event", "list_pods", "pod_log_tail",
+                           "read_secret"}
+    for implementation in (kube.ApiServer, WatchedKube, FakeAPI):
+        for name, signature in wanted.items():
+            have = inspect.signature(getattr(implementation, name))
+            assert list(have.parameters) == list(signature.parameters), (implementation, name)
+
+
+def test_startup_keeps_one_runtime_in_kopfs_memo(monkeypatch):
+    monkeypatch.setattr(handlers, "get_settings", lambda: Settings(metrics_port=0))
+    memo = kopf.Memo()
+    handlers.configure(settings=kopf.OperatorSettings(), memo=memo)
+    runtime = memo.runtime
+    assert isinstance(runtime, Runtime)
+    # kopf gives each object a shallow copy of the operator-wide memo: the same Runtime.
+    assert copy.copy(memo).runtime is runtime
+    assert not [name for name, value in vars(handlers).items() if isinstance(value, (Runtime, dict)) and
+                not name.startswith("__")], "process state must live in the memo, not in module globals"
+
+
+def _deployment_body() -> dict:
+    owner = Owner(name="iris", namespace="ml", uid="u1")
+    desired = build_children(owner, parse_spec({"model": {"uri": "s3://b/iris/"}}), IMAGE, SHA)["Deployment"]
+    live = copy.deepcopy(desired)
+    live["metadata"].update({
+        "uid": "d1", "generation": 3, "resourceVersion": "77", "creationTimestamp": "2026-01-01T00:00:00Z",
+        "managedFields": [{"manager": names.FIELD_MANAGER, "fieldsV1": {"f:spec": {"x": "y" * 5000}}}]})
+    live["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"] = "z" * 5000
+    live["metadata"]["labels"]["someone-else"] = "x"
+    live["status"] = {"observedGeneration": 3, "replicas": 1, "readyReplicas": 1, "updatedReplicas": 1,
+                      "availableReplicas": 1, "conditions": [], "collisionCount": 0}
+    return live
+
+
+def test_the_watch_cache_keeps_only_the_fields_the_steps_read():
+    live = _deployment_body()
+    view = projection("Deployment", live)
+    assert "managedFields" not in view["metadata"] and "resourceVersion" not in view["metadata"]
+    assert "kubectl.kubernetes.io/last-applied-configuration" not in view["metadata"]["annotations"]
+    assert "someone-else" not in view["metadata"]["labels"]
+    assert "collisionCount" not in view["status"]
+    assert len(json.dumps(view)) < len(json.dumps(live)) / 3
+    # ...and that is enough for drift detection and readiness.
+    from irisop_operator.conditions import observe_rollout
+    from irisop_operator.drift import needs_apply
+
+    desired = build_children(Owner(name="iris", namespace="ml", uid="u1"),
+                             parse_spec({"model": {"uri": "s3://b/iris/"}}), IMAGE, SHA)["Deployment"]
+    assert not needs_apply(desired, view)
+    assert observe_rollout(view, IMAGE) == observe_rollout(live, IMAGE)
+    drifted = copy.deepcopy(live)
+    drifted["spec"]["replicas"] = 4
+    assert needs_apply(desired, projection("Deployment", drifted))
+
+
+def test_a_child_event_that_changes_nothing_read_schedules_no_resync():
+    kube_io = WatchedKube()
+    live = _deployment_body()
+    assert kube_io.child_changed("Deployment", live, deleted=False)  # first sight
+    assert not kube_io.child_changed("Deployment", live, deleted=False)
+    other = copy.deepcopy(live)
+    other["metadata"]["resourceVersion"] = "78"
+    other["metadata"]["labels"]["someone-else"] = "y"  # not ours
+    other["metadata"]["managedFields"] = []
+    assert not kube_io.child_changed("Deployment", other, deleted=False)
+    progressed = copy.deepcopy(other)
+    progressed["status"]["readyReplicas"] = 0  # status we read
+    assert kube_io.child_changed("Deployment", progressed, deleted=False)
+    edited = copy.deepcopy(progressed)
+    edited["spec"]["replicas"] = 4  # drift
+    assert kube_io.child_changed("Deployment", edited, deleted=False)
+    assert kube_io.child_changed("Deployment", edited, deleted=True)
+
+
+def test_models_unseen_counts_cached_models_not_reconciled_since_start():
+    class Index(dict):
+        pass
+
+    runtime = Runtime(Settings(), kube_io=WatchedKube())
+    models = Index({("ml", f"m{i}"): [{"metadata": {"namespace": "ml", "name": f"m{i}", "uid": f"u{i}"},
+                                       "spec": {}, "status": {}}] for i in range(3)})
+    runtime.kube.attach({"irismodels": models,
+                         **{f"children_{kind.lower()}": Index() for kind in kube.CHILD_KINDS}})
+    assert runtime.models_unseen() == 3
+    runtime._handled.add(("ml", "m0", "u0"))
+    assert runtime.models_unseen() == 2
+    runtime.forget("ml", "m0")
+    assert runtime.models_unseen() == 3
