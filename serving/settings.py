@@ -60,6 +60,11 @@ def timeouts(env: Mapping[str, str] | None = None) -> tuple[float, float]:
     )
 
 
+def access_log_enabled(env: Mapping[str, str] | None = None) -> bool:
+    """IRISOP_ACCESS_LOG: BentoML's access-log line per request (off by default)."""
+    return _flag((os.environ if env is None else env).get("IRISOP_ACCESS_LOG", ""))
+
+
 def workers(env: Mapping[str, str] | None = None) -> int:
     """IRISOP_WORKERS (spec.serving.workers): worker processes; 1 to 16, default 1.
 
@@ -86,7 +91,7 @@ def bentoml_config(env: Mapping[str, str] | None = None) -> dict[str, object]:
     """
     env = os.environ if env is None else env
     config: dict[str, object] = {
-        "logging": {"access": {"enabled": _flag(env.get("IRISOP_ACCESS_LOG", ""))}},
+        "logging": {"access": {"enabled": access_log_enabled(env)}},
         # BentoML's timeout middleware wraps every route, /predict included,
         # and its clock starts with the request line, so it would also cut off
         # a client still uploading (504 for a client fault). /predict runs its
@@ -133,7 +138,7 @@ class ServingSettings:
         if max_rows < 1:
             raise ModelLoadError(f"IRISOP_MAX_BATCH_ROWS={max_rows} must be at least 1")
         return cls(
-            access_log=_flag(env.get("IRISOP_ACCESS_LOG", "")),
+            access_log=access_log_enabled(env),
             trace_requests=_flag(env.get("IRISOP_TRACE_REQUESTS", "")),
             model_dir=Path(env.get("IRISOP_MODEL_DIR", "").strip() or DEFAULT_MODEL_DIR),
             expected_sha256=expected,
