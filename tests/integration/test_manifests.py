@@ -135,29 +135,37 @@ def _kubectl_cluster(kubectl: str, cluster, *args: str):
     return run([kubectl, "--kubeconfig", str(cluster.kubeconfig), *args], check=False, timeout=120)
 
 
-@pytest.mark.parametrize("overlay", ["local", "aws"])
-def test_server_side_dry_run_accepts_every_object(kubectl, kube_cluster, overlay):  # noqa: F811
-    # Phase 1, for real (as `irisop cluster create` and Flux do): CRDs and the
-    # namespace, since a dry run cannot create the types and namespace that
-    # the other objects need. Both are idempotent to re-apply.
-    for path in steps.CRD_FILES:
-        applied = _kubectl_cluster(kubectl, kube_cluster, "apply", "--server-side", "--force-conflicts",
+def install_prerequisites(kubectl: str, cluster, extra_crds: tuple[Path, ...] = ()) -> None:
+    """Phase 1, for real (as `irisop cluster create` and Flux do): CRDs and the
+    namespace, since a dry run cannot create the types and namespace that the
+    other objects need. Both are idempotent to re-apply."""
+    for path in (*steps.CRD_FILES, *extra_crds):
+        applied = _kubectl_cluster(kubectl, cluster, "apply", "--server-side", "--force-conflicts",
                                    "--field-manager", "irisop-tests", "-f", str(path))
         assert applied.returncode == 0, describe(applied)
-    waited = _kubectl_cluster(kubectl, kube_cluster, "wait", "--for=condition=Established", "--timeout=60s",
-                              *[f"customresourcedefinition/{name}" for name in steps.CRD_NAMES])
+    crds = [*steps.CRD_NAMES, *(yaml.safe_load(p.read_text())["metadata"]["name"] for p in extra_crds)]
+    waited = _kubectl_cluster(kubectl, cluster, "wait", "--for=condition=Established", "--timeout=60s",
+                              *[f"customresourcedefinition/{name}" for name in crds])
     assert waited.returncode == 0, describe(waited)
-    created = _kubectl_cluster(kubectl, kube_cluster, "apply", "--server-side", "--field-manager", "irisop-tests",
+    created = _kubectl_cluster(kubectl, cluster, "apply", "--server-side", "--field-manager", "irisop-tests",
                                "-f", str(DEPLOY / "base" / "namespace.yaml"))
     assert created.returncode == 0, describe(created)
 
-    dry = _kubectl_cluster(kubectl, kube_cluster, "apply", "--server-side", "--dry-run=server",
-                           "--field-manager", "irisop-tests", "-k", str(OVERLAYS[overlay]))
 
+def assert_server_dry_run_accepts(kubectl: str, cluster, directory: Path) -> None:
+    """The API server validates and admits every object of the kustomization."""
+    dry = _kubectl_cluster(kubectl, cluster, "apply", "--server-side", "--dry-run=server",
+                           "--field-manager", "irisop-tests", "-k", str(directory))
     assert dry.returncode == 0, describe(dry)
     lines = [line for line in dry.stdout.splitlines() if line.strip()]
-    assert len(lines) == len(render(kubectl, OVERLAYS[overlay])), dry.stdout
+    assert len(lines) == len(render(kubectl, directory)), dry.stdout
     assert all(line.endswith("(server dry run)") for line in lines), dry.stdout
+
+
+@pytest.mark.parametrize("overlay", ["local", "aws"])
+def test_server_side_dry_run_accepts_every_object(kubectl, kube_cluster, overlay):  # noqa: F811
+    install_prerequisites(kubectl, kube_cluster)
+    assert_server_dry_run_accepts(kubectl, kube_cluster, OVERLAYS[overlay])
 
 
 def _checkov(*args: str, cwd: Path = REPO) -> list[dict]:
