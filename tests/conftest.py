@@ -7,6 +7,7 @@ run with no services.
 pytest_plugins = [
     "tests.fixtures.aws",
     "tests.fixtures.cluster",
+    "tests.fixtures.incluster",
     "tests.fixtures.operator",
     "tests.fixtures.registry",
     "tests.fixtures.serving",

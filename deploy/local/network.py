@@ -18,6 +18,7 @@ the host reaches it locally; no route to it exists from outside.
 from __future__ import annotations
 
 import ipaddress
+import os
 import subprocess
 from pathlib import Path
 
@@ -91,9 +92,10 @@ def external_addresses() -> list[str]:
     return found
 
 
-def listening_sockets() -> list[tuple[str, int]]:
-    """(local address, port) of every TCP socket in LISTEN state on the host."""
-    found: list[tuple[str, int]] = []
+def listening_sockets() -> list[tuple[str, int, int]]:
+    """(local address, port, socket inode) of every TCP socket in LISTEN state
+    in the host's network namespace."""
+    found: list[tuple[str, int, int]] = []
     for table, family in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 6)):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -104,8 +106,25 @@ def listening_sockets() -> list[tuple[str, int]]:
             if fields[3] != "0A":  # TCP_LISTEN
                 continue
             hex_addr, hex_port = fields[1].split(":")
-            found.append((_decode_proc_address(hex_addr, family), int(hex_port, 16)))
+            found.append((_decode_proc_address(hex_addr, family), int(hex_port, 16), int(fields[9])))
     return found
+
+
+def socket_owners() -> dict[int, tuple[int, str]]:
+    """socket inode -> (pid, command line) for every process we can read."""
+    owners: dict[int, tuple[int, str]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    owners[int(target[8:-1])] = (int(proc.name), cmdline)
+        except OSError:
+            continue
+    return owners
 
 
 def _decode_proc_address(hex_addr: str, family: int) -> str:

@@ -1,4 +1,7 @@
-"""End to end on the real local node (issue 5): what a user does, checked over HTTP.
+"""End to end on the real local node (issues 5 and 9): what a user does, checked over HTTP.
+
+The operator runs as a pod, installed through kustomize under its own
+ServiceAccount and ClusterRole (tests/fixtures/incluster.py).
 
 train -> upload to S3 (moto) -> apply the sample IrisModel -> the operator
 verifies the artifact, layers it onto the real BentoML runtime image in a real
@@ -15,17 +18,15 @@ import copy
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
 import yaml
 
 from irisop_operator import names
-from tests.fixtures.aws import require_tool, upload_dir
+from tests.fixtures.aws import upload_dir
 from tests.fixtures.cluster import wait_for
-from tests.fixtures.operator import Kube, operator_process, running
-from tests.fixtures.registry import publish_runtime
+from tests.fixtures.operator import Kube
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -34,33 +35,15 @@ BUCKET = "iris-e2e"
 
 
 @pytest.fixture(scope="module")
-def open_registry(tmp_path_factory) -> Iterator[str]:
-    """A registry without auth: the node pulls from it as an EKS node pulls from ECR (no pull secret)."""
-    require_tool("docker-registry")
-    from irisop_deploy.local.process import free_port
-    from irisop_deploy.local.registry import local_registry
-
-    port = free_port()
-    proc = local_registry(port, home=tmp_path_factory.mktemp("e2e-registry"))
-    proc.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.stop()
+def e2e_operator(crd, installed_operator):
+    """The operator as users install it: a pod from the kustomize overlay (tests/fixtures/incluster.py)."""
+    return installed_operator
 
 
-@pytest.fixture(scope="module")
-def runtime_ref(open_registry: str) -> str:
-    return publish_runtime(f"{open_registry}/irisop/runtime")
-
-
-@pytest.fixture(scope="module")
-def e2e_operator(crd, kube_node, operator_env, open_registry, runtime_ref, tmp_path_factory):
-    kube_node.trust_registry(open_registry)
-    env = {**operator_env, "IRISOP_RUNTIME_IMAGE": runtime_ref,
-           "IRISOP_DEFAULT_REPOSITORY": f"{open_registry}/iris-models", "IRISOP_INSECURE_REGISTRIES": open_registry}
-    with running(operator_process("e2e-operator", env, tmp_path_factory.mktemp("e2e-operator"))) as proc:
-        yield proc
+@pytest.fixture
+def s3(stack_s3):
+    """The S3 stand-in the operator pod reads from (on the stack address)."""
+    return stack_s3.client()
 
 
 def train_and_upload(s3, tmp: Path, prefix: str, seed: int) -> tuple[str, str]:
