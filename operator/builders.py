@@ -88,8 +88,11 @@ def _container(spec: IrisModelSpec, image: str, model_sha256: str) -> dict[str, 
     }
 
 
-def build_deployment(owner: Owner, spec: IrisModelSpec, image: str, model_sha256: str) -> dict[str, Any]:
-    model_annotations = {names.ANNOTATION_MODEL_SHA: model_sha256, names.ANNOTATION_MODEL_URI: spec.model_uri}
+def build_deployment(owner: Owner, spec: IrisModelSpec, image: str, model_sha256: str,
+                     model_uri: str | None = None) -> dict[str, Any]:
+    """``model_uri`` is where the served model came from: while a newer spec.model.uri is
+    rejected, the Deployment keeps naming (and running) the version it serves."""
+    model_annotations = {names.ANNOTATION_MODEL_SHA: model_sha256, names.ANNOTATION_MODEL_URI: model_uri or spec.model_uri}
     pod_spec: dict[str, Any] = {
         "containers": [_container(spec, image, model_sha256)],
         "securityContext": {"runAsNonRoot": True, "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
@@ -174,11 +177,11 @@ def build_pdb(owner: Owner, spec: IrisModelSpec) -> dict[str, Any] | None:
 
 
 def build_children(
-    owner: Owner, spec: IrisModelSpec, image: str, model_sha256: str
+    owner: Owner, spec: IrisModelSpec, image: str, model_sha256: str, model_uri: str | None = None
 ) -> dict[str, dict[str, Any] | None]:
     """Every child kind, mapped to its manifest or None when it must not exist."""
     return {
-        "Deployment": build_deployment(owner, spec, image, model_sha256),
+        "Deployment": build_deployment(owner, spec, image, model_sha256, model_uri),
         "Service": build_service(owner, spec),
         "HorizontalPodAutoscaler": build_hpa(owner, spec),
         "PodDisruptionBudget": build_pdb(owner, spec),

@@ -30,6 +30,8 @@ ROLLOUT_STALLED = "RolloutStalled"
 SCALED_TO_ZERO = "ScaledToZero"
 USER_PROVIDED_IMAGE = "UserProvidedImage"
 VERIFIED = "Verified"
+READING = "Reading"  # the artifact is being read from S3 (slow, or after a failed try)
+PUSHING = "Pushing"  # the model image is being pushed (slow, or after a failed try)
 IMAGE_BUILT = "Built"
 IMAGE_REUSED = "Reused"
 

@@ -22,8 +22,9 @@ import hashlib
 import json
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from irisop_serving.contract import REFUSAL_KINDS
 
@@ -34,6 +35,7 @@ from .drift import needs_apply
 from .kube import KubeError, KubeIO
 from .newpods import NewPodsInspector
 from .pipeline import ImageResult, ModelSource, PipelineError, VerifiedArtifact
+from .progress import ANNOUNCE_AFTER, Attempt, Attempts, announce_if_slow
 from .settings import Settings
 from .spec import IrisModelSpec, SpecError, parse_spec
 
@@ -107,18 +109,41 @@ class ObjectRecord:
     published: dict[str, Any] | None = None  # the status we last wrote
     served: ServedVersion | None = None  # the version the last pipeline run produced
     outcome: Outcome | None = None  # what the last pipeline run decided
+    attempts: Attempts = field(default_factory=Attempts)  # tries of the artifact and image steps
 
 
-def failure_outcome(exc: SpecError | PipelineError, verified: c.Condition | None) -> Outcome:
-    """The conditions a failed step leaves, and the problem that blocks the newest spec."""
+def failure_outcome(exc: SpecError | PipelineError, verified: c.Condition | None,
+                    retrying: str | None = None) -> Outcome:
+    """The conditions a failed step leaves, and the problem that blocks the newest spec.
+
+    ``retrying`` (a transient failure, see ``PipelineStep``) makes the failed
+    step's condition Unknown with that message: the step is not over yet.
+    """
     if isinstance(exc, SpecError):
         return Outcome(blocking=c.Condition(c.DEGRADED, True, c.SPEC_INVALID, str(exc)))
+    failed = (None, retrying) if retrying is not None else (False, exc.message)
     if verified is None:  # the artifact step failed
-        first = c.Condition(c.ARTIFACT_READY, False, exc.reason, exc.message)
-        second = c.Condition(c.IMAGE_READY, None, c.PENDING, "waiting for a verified artifact")
+        first = c.Condition(c.ARTIFACT_READY, failed[0], exc.reason, failed[1])
+        second = WAITING_FOR_ARTIFACT
     else:  # the image step failed
-        first, second = verified, c.Condition(c.IMAGE_READY, False, exc.reason, exc.message)
+        first, second = verified, c.Condition(c.IMAGE_READY, failed[0], exc.reason, failed[1])
     return Outcome(decided=(first, second), blocking=c.Condition(c.DEGRADED, True, exc.reason, exc.message))
+
+
+WAITING_FOR_ARTIFACT = c.Condition(c.IMAGE_READY, None, c.PENDING, "waiting for a verified artifact")
+
+
+@dataclass
+class PipelineStep:
+    """One try of the artifact or image step, as status describes it while it runs (issue 13.3)."""
+
+    type: str  # the condition it decides: ArtifactReady or ImageReady
+    doing: str  # "reading s3://…", "pushing the model image to …"
+    attempt: Attempt
+    retrying: str | None = None  # set when this try failed transiently
+
+    def running(self, reason: str) -> c.Condition:
+        return c.Condition(self.type, None, reason, self.attempt.describe(self.doing))
 
 
 def artifact_verified(artifact: VerifiedArtifact) -> c.Condition:
@@ -140,6 +165,8 @@ class Reconciler:
         self.requeue = requeue or (lambda key, body: None)
         self.new_pods = NewPodsInspector(kube)
         self._records: dict[Key, ObjectRecord] = {}
+        # Seconds a pipeline step may run before status says it is running (issue 13.3).
+        self.announce_after = ANNOUNCE_AFTER
 
     # ---- entry points -------------------------------------------------
 
@@ -149,16 +176,20 @@ class Reconciler:
         record = self.record(body)
         with record.lock:
             verified: c.Condition | None = None  # ArtifactReady=True, once the artifact passed
+            step: PipelineStep | None = None  # the step running, for status while it is slow or retried
             try:
                 spec = self.validate(body)
                 served = self.current_version(body, spec, record)
                 if served is None:
-                    artifact = self.verify_artifact(body, spec)
+                    with self.pipeline_step(body, record, spec, c.ARTIFACT_READY, f"reading {spec.model_uri}") as step:
+                        artifact = self.verify_artifact(body, spec)
                     verified = artifact_verified(artifact)
-                    served = self.new_version(body, spec, artifact, verified, record)
+                    pushing = f"pushing the model image to {spec.repository or self.settings.default_repository}"
+                    with self.pipeline_step(body, record, spec, c.IMAGE_READY, pushing, verified) as step:
+                        served = self.new_version(body, spec, artifact, verified, record)
             except (SpecError, PipelineError) as exc:
                 # At once: a failure must not wait for a child event that may never come.
-                self.publish_failure(body, record, failure_outcome(exc, verified))
+                self.publish_failure(body, record, failure_outcome(exc, verified, step.retrying if step else None))
                 raise
             self.apply_children(owner, spec, served)
         self.defer((owner.namespace, owner.name), body)
@@ -208,6 +239,36 @@ class Reconciler:
         record.outcome = Outcome()
         return known
 
+    @contextmanager
+    def pipeline_step(self, body: Mapping[str, Any], record: ObjectRecord, spec: IrisModelSpec, type_: str,
+                      doing: str, verified: c.Condition | None = None) -> Iterator[PipelineStep]:
+        """Number this try; say in status that it runs if it is slow; on a transient failure, that it is retried."""
+        source = source_key(spec, self.settings)
+        step = PipelineStep(type_, doing, record.attempts.start(type_, source))
+        # What the conditions say while the step runs.
+        if type_ == c.ARTIFACT_READY:
+            running = (step.running(c.READING), WAITING_FOR_ARTIFACT)
+        else:
+            assert verified is not None
+            running = (verified, step.running(c.PUSHING))
+
+        def announce() -> None:
+            blocking = self.outcome(body, record).blocking  # a previous try's failure still stands
+            self._write_status(body, record, self.status_facts(body, Outcome(running, blocking),
+                                                                self._live_rollout(body, record)))
+
+        try:
+            with announce_if_slow(self.announce_after, announce):
+                yield step
+        except PipelineError as exc:
+            if not exc.transient:
+                record.attempts.finished(type_)
+                raise
+            failed = record.attempts.failed(type_, source, exc.message)
+            step.retrying = f"{doing} failed (attempt {failed.number}: {exc.message}); retrying"
+            raise
+        record.attempts.finished(type_)
+
     def verify_artifact(self, body: Mapping[str, Any], spec: IrisModelSpec) -> VerifiedArtifact:
         return self.pipeline.fetch_artifact(self._with_credentials(body, spec), self.settings)
 
@@ -231,7 +292,7 @@ class Reconciler:
     def apply_children(self, owner: Owner, spec: IrisModelSpec, served: ServedVersion) -> dict[str, Any]:
         """Apply what drifted, delete what must not exist; return the live children."""
         live_children: dict[str, Any] = {}
-        for kind, desired in build_children(owner, spec, served.image, served.sha256).items():
+        for kind, desired in build_children(owner, spec, served.image, served.sha256, served.model.get("uri")).items():
             live = self.kube.live(kind, owner.namespace, names.child_name(owner.name))
             if desired is None:
                 if live is not None:
@@ -259,11 +320,7 @@ class Reconciler:
         assert outcome.blocking is not None
         degraded_before = c.condition(self.current_status(body, record), c.DEGRADED)
         record.outcome = outcome
-        served = self.served_version(body, record)
-        meta = body["metadata"]
-        deployment = self.kube.live("Deployment", meta["namespace"], names.child_name(meta["name"]))
-        rollout = c.observe_rollout(deployment, served.image if served else None)
-        self._write_status(body, record, self.status_facts(body, outcome, rollout))
+        self._write_status(body, record, self.status_facts(body, outcome, self._live_rollout(body, record)))
         blocking = outcome.blocking
         if (degraded_before.get("reason"), degraded_before.get("message")) != (blocking.reason, blocking.message):
             self.announce(body, "Warning", blocking.reason, blocking.message)
@@ -278,6 +335,13 @@ class Reconciler:
 
     def outcome(self, body: Mapping[str, Any], record: ObjectRecord) -> Outcome:
         return record.outcome or Outcome.from_status(self.current_status(body, record))
+
+    def _live_rollout(self, body: Mapping[str, Any], record: ObjectRecord) -> c.Rollout:
+        """The Deployment's rollout of the version being served (while a new one is not ready)."""
+        served = self.served_version(body, record)
+        meta = body["metadata"]
+        deployment = self.kube.live("Deployment", meta["namespace"], names.child_name(meta["name"]))
+        return c.observe_rollout(deployment, served.image if served else None)
 
     def status_facts(self, body: Mapping[str, Any], outcome: Outcome, rollout: c.Rollout,
                      spec: IrisModelSpec | None = None, served: ServedVersion | None = None) -> c.StatusFacts:

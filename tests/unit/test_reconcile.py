@@ -263,7 +263,27 @@ def test_a_failed_step_is_published_by_reconcile_and_raised_for_kopf(world):
     # The artifact passed, the image did not: both are in status at once, no child event needed.
     assert c.condition(api.status, c.ARTIFACT_READY)["status"] == "True"
     image = c.condition(api.status, c.IMAGE_READY)
-    assert (image["status"], image["reason"]) == ("False", "RegistryUnreachable")
+    # Transient: Unknown while kopf retries it (issue 13.3), with the attempt and its error.
+    assert (image["status"], image["reason"]) == ("Unknown", "RegistryUnreachable")
+    assert image["message"] == ("pushing the model image to reg.local/iris failed (attempt 1: connection refused); "
+                                "retrying")
     assert c.condition(api.status, c.DEGRADED)["reason"] == "RegistryUnreachable"
     assert events == [("Warning", "RegistryUnreachable")]
     assert not [w for w in api.writes if w[0] == "apply"]
+
+
+def test_a_rejected_uri_never_reaches_the_deployment(world):
+    """A child event after a rejected artifact re-applies the served version, under its own URI (no rollout)."""
+    rec, api, _ = world
+    rec.reconcile(body())
+    dep = api.objects[("Deployment", "ml", "iris")]
+    template = copy.deepcopy(dep["spec"]["template"])
+    rec.pipeline.fail = ArtifactError("ChecksumMismatch", "hashes differ")
+    newer = body(generation=2)
+    newer["spec"]["model"]["uri"] = "s3://b/iris/bad/"
+    with pytest.raises(ArtifactError):
+        rec.reconcile(newer)
+    rec.resync_children(newer)
+    dep = api.objects[("Deployment", "ml", "iris")]
+    assert dep["spec"]["template"] == template
+    assert dep["metadata"]["annotations"]["ml.irisop.dev/model-uri"] == "s3://b/iris/v1/"
