@@ -34,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -69,7 +70,9 @@ def peer_requirements() -> dict[str, list[str]]:
         "floor": ["uvicorn==0.54.0", *_FAST_HTTP],
         "fastapi": ["fastapi==0.163.2", "uvicorn==0.54.0", *_FAST_HTTP, *model],
         "kserve": ["kserve==0.21.0", *_FAST_HTTP, *model],
-        "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", *_FAST_HTTP, *model],
+        # MLServer 1.7.1's inference workers call asyncio.get_event_loop(),
+        # which uvloop 0.22+ refuses: the newest uvloop that runs it.
+        "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0", "httptools==0.9.0", *model],
         "bentoml": ["bentoml==1.4.40", *_FAST_HTTP, *model],
     }
 
@@ -345,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def log(line: str) -> None:
         print(line, flush=True)
+
+    # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the servers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     work = Path(tempfile.mkdtemp(prefix="irisop-bench-"))
     try:

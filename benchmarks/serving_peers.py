@@ -76,8 +76,11 @@ def fastapi(port: int, model_dir: str, work: str) -> None:
 
 def kserve(port: int, model_dir: str, work: str) -> None:
     import joblib
-    import kserve as ks
     import numpy as np
+
+    # kserve parses the command line when it is imported: say it first.
+    sys.argv = [sys.argv[0], "--http_port", str(port), "--enable_grpc", "false", "--workers", "1"]
+    import kserve as ks
 
     class SKLearnModel(ks.Model):
         def load(self) -> bool:
@@ -91,8 +94,7 @@ def kserve(port: int, model_dir: str, work: str) -> None:
 
     model = SKLearnModel("iris")
     model.load()
-    sys.argv = [sys.argv[0], "--http_port", str(port), "--enable_grpc", "false", "--workers", "1"]
-    ks.ModelServer().start([model])
+    ks.ModelServer(http_port=port, enable_grpc=False, workers=1).start([model])
 
 
 def mlserver(port: int, model_dir: str, work: str) -> None:
