@@ -9,9 +9,13 @@ held: ``maxUnavailable: 0`` keeps the old pods serving); anything else only
 explains the stall once the deadline has passed.
 
 Pod status changes do not reach the operator (it watches no pods), so the
-caller re-runs the check while ``look_again`` says so; reads are throttled to
-one pod list (plus a log tail per unready pod) every ``interval`` seconds per
-IrisModel, and the last finding is reused in between so status never flaps.
+caller re-runs the check while ``look_again`` says so: while some new pod is
+not ready and has said nothing yet (scheduled, starting, loading). A pod that
+already explains itself (unschedulable, image pull back-off, a transient
+refusal) is left to the deadline, so a fleet of pods that cannot start costs
+no polling. Reads are throttled to one pod list (plus a log tail per running,
+unready pod) every ``interval`` seconds per IrisModel, and the last result is
+reused in between so status never flaps.
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ class _Look:
     at: float
     model_sha256: str
     phase: str  # the rollout reason when read: a new phase (e.g. stalled) is worth a fresh look
-    finding: podfacts.Finding | None
+    said: podfacts.Explanation
 
 
 class NewPodsInspector:
@@ -57,7 +61,8 @@ class NewPodsInspector:
             with self._lock:
                 self._looks.pop(key, None)
             return rollout, False
-        finding = self._finding(namespace, name, model_sha256, rollout.reason)
+        said = self._explanation(namespace, name, model_sha256, rollout.reason)
+        finding = said.finding
         if finding is not None and finding.permanent:
             message = f"pod {finding.pod}: {finding.reason}"
             if rollout.stalled:
@@ -68,27 +73,27 @@ class NewPodsInspector:
             if finding is not None:
                 rollout = dataclasses.replace(rollout, message=f"pod {finding.pod}: {finding.reason}; {rollout.message}")
             return rollout, False  # the deadline decided; the Deployment's next event brings us back
-        return rollout, True
+        return rollout, said.starting
 
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._looks.pop((namespace, name), None)
 
-    def _finding(self, namespace: str, name: str, model_sha256: str, phase: str) -> podfacts.Finding | None:
+    def _explanation(self, namespace: str, name: str, model_sha256: str, phase: str) -> podfacts.Explanation:
         key = (namespace, name)
         now = self.clock()
         with self._lock:
             last = self._looks.get(key)
         same = last is not None and (last.model_sha256, last.phase) == (model_sha256, phase)
         if same and now - last.at < self.interval:
-            return last.finding
+            return last.said
         try:
             pods = podfacts.new_revision_pods(self.api.list_pods(namespace, names.selector_string(name)), model_sha256)
-            finding = podfacts.explain(
+            said = podfacts.explain(
                 pods, lambda pod: self.api.pod_log_tail(namespace, pod, names.CONTAINER_NAME))
         except kube.KubeError as exc:  # the explanation is a courtesy: never fail the status for it
             log.info("cannot read pods of %s/%s: %s", namespace, name, exc)
-            return last.finding if same else None
+            return last.said if same else podfacts.Explanation(None, False)
         with self._lock:
-            self._looks[key] = _Look(now, model_sha256, phase, finding)
-        return finding
+            self._looks[key] = _Look(now, model_sha256, phase, said)
+        return said

@@ -86,13 +86,20 @@ class Finding:
         return self.kind is not None
 
 
-def explain(pods: Sequence[Mapping[str, Any]], read_log: Callable[[str], str]) -> Finding | None:
-    """The best explanation the new revision's pods give: a permanent refusal first, else the first clue.
+@dataclass(frozen=True)
+class Explanation:
+    finding: Finding | None  # a permanent refusal if any pod gives one, else the first clue
+    starting: bool  # some pod is not ready and has said nothing yet: worth another look soon
+
+
+def explain(pods: Sequence[Mapping[str, Any]], read_log: Callable[[str], str]) -> Explanation:
+    """What the new revision's pods say, and whether one of them may still say something.
 
     ``read_log(pod_name)`` returns the serving container's log tail; it is only
     called for pods that run but are not ready.
     """
     first: Finding | None = None
+    starting = False
     for pod in pods:
         found = clue(pod)
         finding = Finding(found.pod, found.reason) if found.reason else None
@@ -101,9 +108,15 @@ def explain(pods: Sequence[Mapping[str, Any]], read_log: Callable[[str], str]) -
             if refusal is not None:
                 finding = Finding(found.pod, refusal.text(), refusal.kind)
         if finding is not None and finding.permanent:
-            return finding
+            return Explanation(finding, False)
+        starting = starting or (finding is None and not _ready(pod))
         first = first or finding
-    return first
+    return Explanation(first, starting)
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    return any(cond.get("type") == "Ready" and cond.get("status") == "True"
+               for cond in (pod.get("status") or {}).get("conditions") or [])
 
 
 def _short(text: str, limit: int = MAX_MESSAGE) -> str:

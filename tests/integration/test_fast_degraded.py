@@ -189,11 +189,16 @@ def test_a_transient_refusal_waits_for_the_deadline(only_fake_node, running_oper
                                                     bucket, tmp_path):
     crd = only_fake_node
     _, _, surge = _serving_then_change(crd, s3, bucket, tmp_path, namespace)
-    kubelet_logs.logs[surge.metadata.name] = lambda: (
-        "ERROR irisop model not ready: loading model.joblib in a child process failed: timed out\n")
+    line = {"text": "INFO loading the model\n"}
+    kubelet_logs.logs[surge.metadata.name] = lambda: line["text"]
     _report_running_unready(crd, namespace, surge)
-    # A positive signal that the operator looked, twice: then Degraded must still be False.
-    wait_for(lambda: kubelet_logs.reads.get(surge.metadata.name, 0) >= 2, timeout=20, what="the operator reading the log")
+    pod = surge.metadata.name
+    # While the pod says nothing, the operator keeps looking (a positive signal: the read count moves) ...
+    wait_for(lambda: kubelet_logs.reads.get(pod, 0) >= 2, timeout=20, what="the operator reading the log again")
+    # ... and once it says something transient, the operator has read that too, and Degraded stays False.
+    line["text"] = "ERROR irisop model not ready: loading model.joblib in a child process failed: timed out\n"
+    seen = kubelet_logs.reads[pod]
+    wait_for(lambda: kubelet_logs.reads.get(pod, 0) > seen, timeout=20, what="the operator reading the transient line")
     degraded = crd.condition(namespace, "iris", "Degraded")
     assert degraded["status"] == "False", degraded
 

@@ -78,7 +78,7 @@ def test_a_transient_refusal_waits_for_the_deadline(world):
     _rolling(api, "ERROR irisop " + not_ready_line("loading model.joblib in a child process failed: timed out", None))
     rec.resync_children(body())
     assert c.condition(api.status, c.DEGRADED)["status"] == "False"
-    assert requeued == [("ml", "iris")]  # keep looking while the rollout is unfinished
+    assert requeued == []  # the pod has said its (transient) piece: the deadline decides
 
     _rolling(api, "ERROR irisop " + not_ready_line("loading model.joblib in a child process failed: timed out", None),
              conditions=STALLED)
@@ -86,6 +86,22 @@ def test_a_transient_refusal_waits_for_the_deadline(world):
     degraded = c.condition(api.status, c.DEGRADED)
     assert (degraded["status"], degraded["reason"]) == ("True", c.ROLLOUT_STALLED)
     assert degraded["message"].startswith("pod iris-new: model not ready: loading model.joblib")
+
+
+def test_a_loading_pod_is_looked_at_again_and_an_unschedulable_one_is_not(world):
+    rec, api, _, requeued, clock = world
+    _rolling(api, "INFO loading the model")
+    rec.resync_children(body())
+    assert requeued == [("ml", "iris")]  # it may still refuse: keep looking while the rollout is unfinished
+
+    requeued.clear()
+    clock.now += 10
+    unschedulable = {"metadata": NEW_POD["metadata"], "status": {"conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/0 nodes are available"}]}}
+    api.list_pods = lambda namespace, selector: [unschedulable]
+    rec.resync_children(body())
+    # A fleet whose pods cannot start (no node, no capacity) costs no polling: the deadline reports it.
+    assert requeued == [] and c.condition(api.status, c.DEGRADED)["status"] == "False"
 
 
 def test_a_permanent_refusal_keeps_its_reason_after_the_deadline(world):

@@ -87,8 +87,14 @@ def test_explain_prefers_a_permanent_refusal_and_reads_logs_only_of_running_unre
         return not_ready_line("accuracy 0.600 below 0.900", QUALITY_GATE_FAILED)
 
     found = podfacts.explain([pulling, ready, refusing], read_log)
-    assert found == podfacts.Finding("b", "model not ready: accuracy 0.600 below 0.900", QUALITY_GATE_FAILED)
-    assert asked == ["b"]
+    assert found.finding == podfacts.Finding("b", "model not ready: accuracy 0.600 below 0.900", QUALITY_GATE_FAILED)
+    assert asked == ["b"] and not found.starting
     only_pulling = podfacts.explain([pulling], read_log)
-    assert only_pulling == podfacts.Finding("a", "predictor: ErrImagePull: timeout") and not only_pulling.permanent
-    assert podfacts.explain([pod("d", containers=[running()])], lambda name: "INFO loading") is None
+    assert only_pulling.finding == podfacts.Finding("a", "predictor: ErrImagePull: timeout")
+    assert not only_pulling.finding.permanent and not only_pulling.starting  # left to the deadline
+    loading = podfacts.explain([pod("d", containers=[running()])], lambda name: "INFO loading")
+    assert loading == podfacts.Explanation(None, True)  # it may still say something: look again
+    scheduled = pod("e", conditions=[{"type": "PodScheduled", "status": "True"}])
+    assert podfacts.explain([scheduled], read_log).starting
+    ready_pod = pod("f", containers=[running(ready=True)], conditions=[{"type": "Ready", "status": "True"}])
+    assert podfacts.explain([ready_pod], read_log) == podfacts.Explanation(None, False)
