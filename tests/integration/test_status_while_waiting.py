@@ -1,8 +1,8 @@
 """Status while waiting (issue 13.3): the real operator, a real API server, and an S3 stand-in that freezes.
 
-This module runs its own moto_server and its own operator pointed at it, so
-freezing S3 (SIGSTOP to the moto_server this test started) or stopping it
-touches nothing else in the session.
+This module runs its own moto_server, its own registry and its own operator
+pointed at them, so freezing either (SIGSTOP to a process this test started)
+or stopping it touches nothing else in the session.
 """
 from __future__ import annotations
 
@@ -48,10 +48,33 @@ def private_s3(tmp_path_factory) -> Iterator[tuple[Any, Any]]:
 
 
 @pytest.fixture(scope="module")
-def waiting_operator(crd, operator_env, private_s3, tmp_path_factory):
+def private_registry(tmp_path_factory) -> Iterator[tuple[Any, str, str]]:
+    require_tool("docker-registry")
+    from irisop_deploy.local.process import free_port
+    from irisop_deploy.local.registry import local_registry
+    from tests.fixtures.registry import Registry, push_fake_runtime
+
+    port = free_port()
+    home = tmp_path_factory.mktemp("registry-private")
+    proc = local_registry(port, home=home)
+    proc.start()
+    host = f"127.0.0.1:{port}"
+    try:
+        yield proc, host, push_fake_runtime(Registry(host, "", "", home))
+    finally:
+        pid = proc.pid()
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def waiting_operator(crd, operator_env, private_s3, private_registry, tmp_path_factory):
     _, _, env = private_s3
-    with running(operator_process("operator-waiting", {**operator_env, **env},
-                                  tmp_path_factory.mktemp("operator-waiting"))) as proc:
+    _, host, runtime = private_registry
+    env = {**operator_env, **env, "IRISOP_RUNTIME_IMAGE": runtime, "IRISOP_DEFAULT_REPOSITORY": f"{host}/iris-models",
+           "IRISOP_INSECURE_REGISTRIES": host}
+    with running(operator_process("operator-waiting", env, tmp_path_factory.mktemp("operator-waiting"))) as proc:
         yield proc
 
 
@@ -98,6 +121,32 @@ def test_a_frozen_s3_is_visible_in_status_within_10_s(only_fake_node, waiting_op
         os.kill(proc.pid(), signal.SIGCONT)
     # The read that waited goes through once the store answers again.
     _says(crd, namespace, "ArtifactReady", "True", "Verified", meta2["sha256"][:12], timeout=120)
+
+
+def test_a_frozen_registry_is_visible_in_status_within_10_s(only_fake_node, waiting_operator, private_s3,
+                                                            private_registry, namespace, tmp_path):
+    crd = only_fake_node
+    _, s3, _ = private_s3
+    registry, host, _ = private_registry
+    fake_artifact(tmp_path / "v1", seed=b"registry-v1")
+    uri1 = upload_dir(s3, tmp_path / "v1", BUCKET, f"{namespace}/v1")
+    crd.create_model(namespace, "iris", {"model": {"uri": uri1}})
+    crd.wait_condition(namespace, "iris", "ImageReady", "True", timeout=60)
+    meta2 = fake_artifact(tmp_path / "v2", seed=b"registry-v2")
+    uri2 = upload_dir(s3, tmp_path / "v2", BUCKET, f"{namespace}/v2")
+
+    os.kill(registry.pid(), signal.SIGSTOP)
+    try:
+        crd.patch_model(namespace, "iris", {"spec": {"model": {"uri": uri2}}})
+        changed = time.monotonic()
+        pushing = _says(crd, namespace, "ImageReady", "Unknown", "Pushing", f"pushing the model image to {host}/iris-models")
+        print(f"ImageReady=Unknown Pushing {time.monotonic() - changed:.1f} s after the change")
+        assert pushing["observedGeneration"] == 2
+        verified = _cond(crd, namespace, "ArtifactReady")
+        assert verified["status"] == "True" and meta2["sha256"][:12] in verified["message"]
+    finally:
+        os.kill(registry.pid(), signal.SIGCONT)
+    _says(crd, namespace, "ImageReady", "True", "Built", "pushed", timeout=120)
 
 
 def test_an_unreachable_s3_is_retried_and_each_attempt_says_so(only_fake_node, waiting_operator, private_s3, namespace,
