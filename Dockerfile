@@ -2,9 +2,9 @@
 # what the operator imports (the `operator` extra: kopf, kubernetes, boto3,
 # requests, prometheus-client). No BentoML, scikit-learn or matplotlib.
 #
-# Built by the project's own tooling (irisop_deploy.local.operatorimage, used
+# Built by the project's own tooling (irisop_deploy.images.operatorimage, used
 # by `irisop up` and `irisop cluster create`) with podman or buildah, on the
-# project's own Debian base image (irisop_deploy.local.baseimage): no Docker
+# project's own Debian base image (irisop_deploy.images.baseimage): no Docker
 # Hub. By hand:
 #
 #   podman build --format docker \

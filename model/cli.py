@@ -19,7 +19,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from irisop_operator.cli import CommandError
+    from irisop_serving.contract import CommandError
 
     from .artifact import ArtifactWriteError, write_artifact
     from .serialize import FormatError, check_format

@@ -5,9 +5,10 @@ defines ``add_parser(parser)`` and ``run(args) -> int``. Those modules keep
 heavy imports (kopf, BentoML, boto3) inside ``run`` so `irisop --help` and
 `irisop train` stay fast.
 
-This module is stdlib-only: the base install is the command line alone, and
-each program's libraries come with its extra (setup.cfg). A sub-command whose
-extra is not installed ends with one line naming the extra to install.
+This module imports only the stdlib and the stdlib-only contract (home of the
+CommandError every sub-command raises): the base install is the command line
+alone, and each program's libraries come with its extra (setup.cfg). A
+sub-command whose extra is not installed ends with one line naming the extra.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import sys
 from importlib import metadata
 from typing import Callable, Iterable, Sequence
 
+from irisop_serving.contract import CommandError
+
 # sub-command name -> module that defines add_parser() and run(args) -> int
 COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("irisop_deploy.local.up_cli", "start a local cluster, the operator and a served IrisModel (the demo)"),
@@ -28,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "operator": ("irisop_operator.main", "run the kopf operator against the current kubeconfig"),
     "control-plane": ("irisop_deploy.local.cli", "start/stop a local etcd + kube-apiserver + controller-manager"),
     "cluster": ("irisop_deploy.aws.cli", "create/delete a kops cluster on AWS"),
-    "images": ("irisop_operator.images.cli", "build the base/runtime images and push the runtime image"),
+    "images": ("irisop_deploy.images.cli", "build the base/runtime images and push the runtime image"),
 }
 
 # sub-command name -> the setup.cfg extra that installs its libraries
@@ -45,8 +48,6 @@ EXTRAS: dict[str, str] = {
 DIST = "irismodel-operator"
 
 
-class CommandError(Exception):
-    """An expected failure: printed as one line, exit code 1, no traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,8 +168,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # `python -m irisop_operator.cli` runs this file as __main__, a second copy
-    # of the module: dispatch through the real one so CommandError is the same class.
-    from irisop_operator.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

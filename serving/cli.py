@@ -30,7 +30,7 @@ def port_free(host: str, port: int) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from irisop_operator.cli import CommandError
+    from irisop_serving.contract import CommandError
 
     model_dir = args.model.resolve()
     if not (model_dir / "model.json").is_file():

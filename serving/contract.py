@@ -31,6 +31,16 @@ class ContractError(ValueError):
     """The metadata does not describe an Iris classifier artifact we can serve."""
 
 
+class CommandError(Exception):
+    """An expected failure of an `irisop` sub-command: printed as one line, exit code 1, no traceback.
+
+    Here, at the bottom of the import graph, because every program's
+    sub-command raises it (serving, trainer, operator, local stack, AWS
+    bootstrap) and none of them may import another program to get it; the
+    dispatcher (irisop_operator.cli) catches it.
+    """
+
+
 @dataclass(frozen=True)
 class ArtifactMetadata:
     """The fields of model.json that the operator and the server rely on."""

@@ -56,7 +56,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _load(args: argparse.Namespace) -> ClusterConfig:
-    from irisop_operator.cli import CommandError
+    from irisop_serving.contract import CommandError
 
     from . import validate
 
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_plan(cfg: ClusterConfig, args: argparse.Namespace) -> int:
-    from irisop_operator.cli import CommandError
+    from irisop_serving.contract import CommandError
 
     from irisop_deploy.local.process import cache_dir
 

@@ -1,9 +1,9 @@
 """The operator's two images, published to the cluster's ECR repositories by `create`.
 
 - the operator image (repository Dockerfile, built by podman:
-  irisop_deploy.local.operatorimage), pushed to `operator_repository` as `o-<key>`;
+  irisop_deploy.images.operatorimage), pushed to `operator_repository` as `o-<key>`;
 - the BentoML runtime image the operator layers models onto (built by
-  buildah: irisop_operator.images.runtime), pushed to `model_repository` as
+  buildah: irisop_deploy.images.runtime), pushed to `model_repository` as
   `r-<key>`, where the operator's own model images live (its ECR lifecycle
   policy never expires `r-*`, and the operator's IRSA policy reads that
   repository only).
@@ -64,7 +64,7 @@ class RegistryPublisher:
     def publish(self, recipe: Recipe, repository: str) -> Published:
         from irisop_operator.images.model import push_client
         from irisop_operator.images.registry import Reference
-        from irisop_operator.images.runtime import push_local_image
+        from irisop_deploy.images.runtime import push_local_image
         from irisop_operator.settings import Settings
 
         settings = Settings.from_env(os.environ)
@@ -83,14 +83,14 @@ class RegistryPublisher:
 
 def _extra_ca() -> Path | None:
     """CA bundle for TLS-intercepting proxies, mounted for builds only (never in a layer)."""
-    from irisop_operator.images.runtime import host_ca_bundle
+    from irisop_deploy.images.runtime import host_ca_bundle
 
     configured = os.environ.get("IRISOP_BUILD_CA_BUNDLE")
     return Path(configured) if configured else host_ca_bundle()
 
 
 def _base_image_id() -> str:
-    from irisop_deploy.local.baseimage import BASE_IMAGE, ensure_base_image, image_id
+    from irisop_deploy.images.baseimage import BASE_IMAGE, ensure_base_image, image_id
 
     found = image_id(ensure_base_image(BASE_IMAGE))
     if found is None:
@@ -99,7 +99,7 @@ def _base_image_id() -> str:
 
 
 def operator_recipe(repo_root: Path = REPO_ROOT) -> Recipe:
-    from irisop_deploy.local import operatorimage
+    from irisop_deploy.images import operatorimage
 
     return Recipe(
         kind="operator", tag_prefix="o-",
@@ -112,7 +112,7 @@ def operator_recipe(repo_root: Path = REPO_ROOT) -> Recipe:
 def runtime_recipe(repo_root: Path = REPO_ROOT) -> Recipe:
     from importlib.metadata import version
 
-    from irisop_operator.images import runtime
+    from irisop_deploy.images import runtime
 
     return Recipe(
         kind="runtime", tag_prefix="r-",

@@ -218,9 +218,9 @@ def image_repositories(cfg: ClusterConfig) -> dict[str, str]:
 
 
 def _images(ctx: Context) -> str:
-    from irisop_deploy.local.baseimage import ImageBuildError
-    from irisop_deploy.local.operatorimage import OperatorImageError
-    from irisop_operator.images.runtime import RuntimeBuildError
+    from irisop_deploy.images.baseimage import ImageBuildError
+    from irisop_deploy.images.operatorimage import OperatorImageError
+    from irisop_deploy.images.runtime import RuntimeBuildError
     from irisop_operator.pipeline import ImageError
 
     if ctx.dry_run or ctx.publisher is None:

@@ -1,6 +1,6 @@
 """Debian bookworm images built without Docker Hub: the Python base image
 every runtime image starts from, and the buildah builder image that in-cluster
-runtime builds run in (see irisop_operator.images.buildjob).
+runtime builds run in (see irisop_deploy.images.buildjob).
 
 Why debootstrap: this project must build on machines with no Docker engine and
 no access to Docker Hub, only to a Debian mirror. ``debootstrap`` gives a
@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .process import cache_dir
+from irisop_deploy.local.process import cache_dir
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("IRISOP_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -62,7 +62,7 @@ BUILDER = DebianImage(
 BASE_IMAGE = PYTHON_BASE.ref
 
 _CONTAINERS_CONF = """\
-# Written by irisop_deploy.local.baseimage.
+# Written by irisop_deploy.images.baseimage.
 [containers]
 # The VM withholds CAP_SYS_RESOURCE: raising RLIMIT_NOFILE fails inside runc.
 default_ulimits = []

@@ -35,7 +35,8 @@ import tarfile
 from pathlib import Path
 from typing import Mapping
 
-from .. import names
+from irisop_operator import names
+
 from .runtime import EXTRA_CA_MOUNT, RuntimeBuildError
 
 CONTEXT_ARCHIVE = "context.tar.gz"

@@ -21,7 +21,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     builder.add_argument("--rebuild", action="store_true", help="ignore the cached rootfs tarball")
     builder.add_argument("--push", metavar="REGISTRY/REPO", help="push as REPO:bookworm and print REPO@digest")
     rt = sub.add_parser("runtime", help="build the BentoML runtime image (skipped when serving/ is unchanged)")
-    rt.add_argument("--repo-root", type=Path, default=Path.cwd())
+    rt.add_argument("--source-root", type=Path, default=None,
+                    help="a tree holding serving/ to build from (default: the installed irisop_serving package)")
     rt.add_argument("--extra-ca", type=Path, default=os.environ.get("IRISOP_BUILD_CA_BUNDLE") or None,
                     help="CA bundle mounted for the build only (TLS-intercepting proxies); env IRISOP_BUILD_CA_BUNDLE")
     rt.add_argument("--rebuild", action="store_true")
@@ -42,10 +43,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from irisop_deploy.local.baseimage import BASE_IMAGE, ImageBuildError, ensure_base_image, ensure_builder_image
-    from irisop_operator.cli import CommandError
+    from irisop_serving.contract import CommandError
+    from irisop_operator.pipeline import ImageError
 
-    from ..pipeline import ImageError
+    from .baseimage import BASE_IMAGE, ImageBuildError, ensure_base_image, ensure_builder_image
     from .runtime import RuntimeBuildError
 
     try:
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 def _runtime_here(args: argparse.Namespace) -> None:
     from .runtime import ensure_runtime_image
 
-    built = ensure_runtime_image(args.repo_root, extra_ca=args.extra_ca, rebuild=args.rebuild,
+    built = ensure_runtime_image(args.source_root, extra_ca=args.extra_ca, rebuild=args.rebuild,
                                  layers=not args.no_layers)
     print(f"{built.ref} {'built' if built.built else 'reused'} in {built.seconds:.1f}s")
     if args.push:
@@ -76,9 +77,9 @@ def _runtime_here(args: argparse.Namespace) -> None:
 def _runtime_in_cluster(args: argparse.Namespace) -> None:
     from kubernetes import config
 
-    from irisop_operator.cli import CommandError
+    from irisop_serving.contract import CommandError
+    from irisop_operator.settings import get_settings
 
-    from ..settings import get_settings
     from .incluster import build_runtime_in_cluster
 
     missing = [flag for flag, value in (("--push", args.push), ("--base-image", args.base_image),
@@ -90,7 +91,7 @@ def _runtime_in_cluster(args: argparse.Namespace) -> None:
 
     try:
         api = config.new_client_from_config(config_file=args.kubeconfig)
-        built = build_runtime_in_cluster(api, args.repo_root, args.push, base_image=args.base_image,
+        built = build_runtime_in_cluster(api, args.source_root, args.push, base_image=args.base_image,
                                          builder_image=args.builder_image, namespace=args.namespace,
                                          settings=get_settings(), extra_ca=args.extra_ca, timeout=args.timeout,
                                          progress=print)
@@ -106,9 +107,10 @@ def _runtime_in_cluster(args: argparse.Namespace) -> None:
 
 def _push(ref: str, repository: str, tag: str) -> str:
     """Push a local image to ``repository:tag`` (ECR repository ensured, fresh token); return repo@digest."""
-    from ..settings import get_settings
-    from .model import push_client
-    from .registry import Reference
+    from irisop_operator.images.model import push_client
+    from irisop_operator.images.registry import Reference
+    from irisop_operator.settings import get_settings
+
     from .runtime import push_local_image
 
     dest = Reference.parse(repository.rstrip("/"))

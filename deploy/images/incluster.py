@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..pipeline import ImageError
-from ..settings import Settings
+from irisop_operator.images.model import push_client
+from irisop_operator.images.registry import Reference
+from irisop_operator.pipeline import ImageError
+from irisop_operator.settings import Settings
+
 from . import buildjob
-from .model import push_client
-from .registry import Reference
 from .runtime import CONTAINERFILE, RuntimeBuildError, build_bento, registry_auth_file, source_key
 
 LOG_TAIL_LINES = 40
@@ -39,7 +40,7 @@ class ClusterBuild:
     seconds: float
 
 
-def build_runtime_in_cluster(api: Any, repo_root: Path, repository: str, *, base_image: str, builder_image: str,
+def build_runtime_in_cluster(api: Any, source_root: Path | None, repository: str, *, base_image: str, builder_image: str,
                              namespace: str, settings: Settings, extra_ca: Path | None = None,
                              timeout: float = 1800, progress: Callable[[str], None] = lambda _msg: None,
                              ) -> ClusterBuild:
@@ -50,10 +51,9 @@ def build_runtime_in_cluster(api: Any, repo_root: Path, repository: str, *, base
     dest = Reference.parse(repository.rstrip("/"))
     if extra_ca is not None and not extra_ca.is_file():
         raise RuntimeBuildError(f"extra CA bundle {extra_ca} is not a file")
-    repo_root = repo_root.resolve()
     # The base image is part of the key by reference: pin it by digest, or a
     # moved tag would not trigger a rebuild.
-    key = source_key(repo_root, base_image, version("bentoml"))
+    key = source_key(source_root, base_image, version("bentoml"))
     tag = f"r-{key}"
     registry = push_client(dest, settings)
     existing = registry.manifest_digest(dest.repository, tag)
@@ -61,8 +61,8 @@ def build_runtime_in_cluster(api: Any, repo_root: Path, repository: str, *, base
         return ClusterBuild(f"{dest.registry}/{dest.repository}@{existing}", key, False, time.monotonic() - start)
 
     with tempfile.TemporaryDirectory(prefix="irisop-bento-") as tmp:
-        bento = build_bento(repo_root, Path(tmp), dict(os.environ))
-        context = buildjob.context_archive(bento, repo_root / CONTAINERFILE)
+        bento = build_bento(source_root, Path(tmp), dict(os.environ))
+        context = buildjob.context_archive(bento, CONTAINERFILE)
     job = buildjob.build_job(key=key, namespace=namespace, builder_image=builder_image, base_image=base_image,
                              destination=f"{dest.registry}/{dest.repository}:{tag}",
                              tls_verify=not registry.insecure, extra_ca=extra_ca is not None)

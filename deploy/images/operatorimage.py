@@ -85,7 +85,7 @@ def ensure_operator_image(repo_root: Path, *, extra_ca: Path | None = None,
 def publish_operator_image(repo_root: Path, repository: str, *, extra_ca: Path | None = None,
                            username: str = "", password: str = "", tls_verify: bool = True) -> str:
     """Build unless present, push as ``repository:o-<key>``; return ``repository@digest``."""
-    from irisop_operator.images.runtime import push_local_image
+    from irisop_deploy.images.runtime import push_local_image
 
     built = ensure_operator_image(repo_root, extra_ca=extra_ca)
     digest = push_local_image(built.ref, f"{repository}:o-{built.key}", username=username,

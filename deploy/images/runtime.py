@@ -10,6 +10,12 @@ BENTOML_HOME, then ``buildah bud`` of deploy/images/runtime.Containerfile with
 the Bento as context, on the Debian base image. An *extra CA bundle* (for
 TLS-intercepting proxies) is mounted for the build only, never baked in.
 
+Nothing is read from a checkout: the Containerfile is this package's data and
+the serving sources are the installed ``irisop_serving`` package (staged into
+a temporary build context as ``serving/``), so ``irisop images runtime`` works
+from a wheel install too. A ``source_root`` argument (a tree holding
+``serving/``) overrides the serving sources, e.g. for a benchmark's variant.
+
 The model is not in this image; ``irisop_operator.images.model`` layers it on
 top through the registry API, in seconds.
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -28,8 +35,12 @@ from typing import Sequence
 
 RUNTIME_REPO = "localhost/irisop/runtime"
 KEEP_RUNTIME_IMAGES = 3  # local builds kept after a new one (see prune_runtime_images)
-CONTAINERFILE = Path("deploy/images/runtime.Containerfile")
-BENTOFILE = Path("serving/bentofile.yaml")
+# Package data of irisop_deploy.images (absolute, so `root / CONTAINERFILE` is it too).
+CONTAINERFILE = Path(__file__).resolve().with_name("runtime.Containerfile")
+# The names the content key hashes the files under (stable across install layouts).
+_CONTAINERFILE_KEY_NAME = "deploy/images/runtime.Containerfile"
+SERVING = "serving"  # the serving package's folder name inside the Bento build context
+BENTOFILE = Path(SERVING) / "bentofile.yaml"
 # Where the extra CA bundle appears inside build containers (RUN steps only).
 EXTRA_CA_MOUNT = "/run/irisop-extra-ca.pem"
 _SKIP_PARTS = {"__pycache__", ".pytest_cache"}
@@ -47,17 +58,31 @@ class RuntimeImage:
     seconds: float
 
 
-def source_key(repo_root: Path, base_image_id: str, bentoml_version: str) -> str:
+def serving_sources(source_root: Path | None = None) -> Path:
+    """The serving package's folder: ``source_root/serving``, or the installed irisop_serving."""
+    if source_root is not None:
+        return source_root.resolve() / SERVING
+    spec = importlib.util.find_spec("irisop_serving")  # located, not imported
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeBuildError("the irisop_serving package is not installed")
+    return Path(list(spec.submodule_search_locations)[0]).resolve()
+
+
+def _serving_files(serving: Path) -> list[Path]:
+    return sorted(p for p in serving.rglob("*")
+                  if p.is_file() and not _SKIP_PARTS.intersection(p.relative_to(serving).parts)
+                  and p.suffix != ".pyc")
+
+
+def source_key(source_root: Path | None, base_image_id: str, bentoml_version: str) -> str:
     """Content hash of everything the runtime image is built from."""
     digest = hashlib.sha256()
     digest.update(f"base={base_image_id}\nbentoml={bentoml_version}\n".encode())
-    files = [repo_root / CONTAINERFILE]
-    files += sorted(
-        p for p in (repo_root / "serving").rglob("*")
-        if p.is_file() and not _SKIP_PARTS.intersection(p.parts) and p.suffix != ".pyc"
-    )
-    for path in files:
-        digest.update(str(path.relative_to(repo_root)).encode() + b"\0")
+    serving = serving_sources(source_root)
+    named = [(_CONTAINERFILE_KEY_NAME, CONTAINERFILE)]
+    named += [(f"{SERVING}/{p.relative_to(serving)}", p) for p in _serving_files(serving)]
+    for name, path in named:
+        digest.update(name.encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:20]
 
@@ -91,24 +116,35 @@ def _run(argv: Sequence[str], *, env: dict[str, str], cwd: Path | None = None) -
     return proc.stdout
 
 
-def build_bento(repo_root: Path, home: Path, env: dict[str, str]) -> Path:
-    """``bentoml build`` from the repo root into ``home``; return the Bento directory."""
-    if not (repo_root / BENTOFILE).exists():
-        raise RuntimeBuildError(f"{repo_root / BENTOFILE} not found")
+def build_bento(source_root: Path | None, home: Path, env: dict[str, str]) -> Path:
+    """``bentoml build`` of the serving sources into ``home``; return the Bento directory.
+
+    The build context is a copy of the serving package as ``serving/`` (what
+    bentofile.yaml's ``include`` and ``service`` name), made under ``home``.
+    """
+    serving = serving_sources(source_root)
+    if not (serving / BENTOFILE.name).exists():
+        raise RuntimeBuildError(f"{serving / BENTOFILE.name} not found")
+    context = home / "context"
+    for path in _serving_files(serving):
+        target = context / SERVING / path.relative_to(serving)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
     bentoml = shutil.which("bentoml") or "bentoml"
-    _run([bentoml, "build", "-f", str(BENTOFILE), "."], env={**env, "BENTOML_HOME": str(home)}, cwd=repo_root)
+    _run([bentoml, "build", "-f", str(BENTOFILE), "."], env={**env, "BENTOML_HOME": str(home)}, cwd=context)
     bentos = [p.parent for p in (home / "bentos").glob("*/*/bento.yaml")]
     if len(bentos) != 1:
         raise RuntimeBuildError(f"expected one Bento under {home}, found {len(bentos)}")
     return bentos[0]
 
 
-def ensure_runtime_image(repo_root: Path, *, base_image: str | None = None, extra_ca: Path | None = None,
-                         rebuild: bool = False, layers: bool = True, tag: str | None = None) -> RuntimeImage:
+def ensure_runtime_image(source_root: Path | None = None, *, base_image: str | None = None,
+                         extra_ca: Path | None = None, rebuild: bool = False, layers: bool = True,
+                         tag: str | None = None) -> RuntimeImage:
     """Build the runtime image unless one with the same content key exists."""
     from importlib.metadata import version
 
-    from irisop_deploy.local.baseimage import BASE_IMAGE, container_env, ensure_base_image, image_id
+    from .baseimage import BASE_IMAGE, container_env, ensure_base_image, image_id
 
     start = time.monotonic()
     env = container_env()
@@ -116,16 +152,15 @@ def ensure_runtime_image(repo_root: Path, *, base_image: str | None = None, extr
     base_id = image_id(base_image)
     if base_id is None:
         raise RuntimeBuildError(f"base image {base_image} not in local storage")
-    repo_root = repo_root.resolve()
-    key = source_key(repo_root, base_id, version("bentoml"))
+    key = source_key(source_root, base_id, version("bentoml"))
     ref = tag or f"{RUNTIME_REPO}:r-{key}"
     if not rebuild and image_id(ref):
         return RuntimeImage(ref, key, built=False, seconds=time.monotonic() - start)
     if extra_ca is not None and not extra_ca.is_file():
         raise RuntimeBuildError(f"extra CA bundle {extra_ca} is not a file")
     with tempfile.TemporaryDirectory(prefix="irisop-bento-") as tmp:
-        bento = build_bento(repo_root, Path(tmp), env)
-        argv = buildah_argv(bento, repo_root / CONTAINERFILE, ref, base_image, extra_ca, layers=layers)
+        bento = build_bento(source_root, Path(tmp), env)
+        argv = buildah_argv(bento, CONTAINERFILE, ref, base_image, extra_ca, layers=layers)
         _run(argv, env=env)
     if tag is None:
         prune_runtime_images(KEEP_RUNTIME_IMAGES, env)
@@ -156,10 +191,10 @@ def host_ca_bundle() -> Path | None:
     return HOST_CA_BUNDLE if HOST_CA_BUNDLE.is_file() else None
 
 
-def publish_runtime_image(repo_root: Path, repository: str, *, extra_ca: Path | None = None, username: str = "",
-                          password: str = "", tls_verify: bool = True) -> str:
+def publish_runtime_image(source_root: Path | None, repository: str, *, extra_ca: Path | None = None,
+                          username: str = "", password: str = "", tls_verify: bool = True) -> str:
     """Build the runtime image unless it exists, push it as ``repository:r-<key>``; return ``repository@digest``."""
-    built = ensure_runtime_image(repo_root, extra_ca=extra_ca)
+    built = ensure_runtime_image(source_root, extra_ca=extra_ca)
     digest = push_local_image(built.ref, f"{repository}:r-{built.key}", username=username, password=password,
                               tls_verify=tls_verify)
     return f"{repository}@{digest}"
@@ -174,7 +209,7 @@ def registry_auth_file(registry: str, username: str, password: str) -> bytes:
 def push_local_image(ref: str, destination: str, *, username: str = "", password: str = "",
                      tls_verify: bool = True) -> str:
     """Copy a local image to ``registry/repo:tag`` with skopeo; return its manifest digest."""
-    from irisop_deploy.local.baseimage import container_env
+    from .baseimage import container_env
 
     registry = destination.split("/", 1)[0]
     with tempfile.TemporaryDirectory(prefix="irisop-push-") as tmp:

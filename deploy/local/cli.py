@@ -27,7 +27,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from irisop_operator.cli import CommandError
+    from irisop_serving.contract import CommandError
 
     from .binaries import MissingBinary
     from .node import Node

@@ -44,9 +44,12 @@ log "debootstrap --variant=minbase bookworm $root (+ python3: the machine has it
 debootstrap --variant=minbase --include=python3 bookworm "$root" "$mirror" >/dev/null
 log "debootstrap took $(( $(date +%s) - start ))s"
 
-# What the target machine provides besides Debian: Go, and the proxy's CA.
-mkdir -p "$root/etc/ssl/certs"
+# What the target machine provides besides Debian: Go, and the proxy's CA,
+# installed the way the machine has it (a local CA that update-ca-certificates
+# keeps when the ca-certificates package rewrites the bundle).
+mkdir -p "$root/etc/ssl/certs" "$root/usr/local/share/ca-certificates"
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+cp -a /usr/local/share/ca-certificates/. "$root/usr/local/share/ca-certificates/"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # Package scripts must not start etcd/containerd/docker-registry inside the chroot.
 printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"; chmod +x "$root/usr/sbin/policy-rc.d"

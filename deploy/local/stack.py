@@ -127,7 +127,7 @@ class Stack:
         return "ready"
 
     def _runtime_image(self) -> str:
-        from irisop_operator.images.runtime import ensure_runtime_image, push_local_image
+        from irisop_deploy.images.runtime import ensure_runtime_image, push_local_image
 
         image = ensure_runtime_image(REPO, extra_ca=self.extra_ca)
         pushed_file = home() / "runtime-image.json"
@@ -141,7 +141,7 @@ class Stack:
         return ref
 
     def _operator_image(self) -> str:
-        from .operatorimage import publish_operator_image
+        from irisop_deploy.images.operatorimage import publish_operator_image
 
         return publish_operator_image(REPO, install.OPERATOR_REPOSITORY, extra_ca=self.extra_ca, tls_verify=False)
 

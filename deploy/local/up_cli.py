@@ -14,11 +14,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from irisop_operator.cli import CommandError
+    from irisop_serving.contract import CommandError
 
     from .stack import Stack, StackError
 
-    from irisop_operator.images.runtime import host_ca_bundle
+    from irisop_deploy.images.runtime import host_ca_bundle
 
     extra_ca = args.extra_ca or host_ca_bundle()
     try:

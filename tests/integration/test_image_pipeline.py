@@ -235,7 +235,7 @@ def test_skopeo_reads_the_model_image(s3, bucket, tmp_path, settings, registry):
 # --- end to end with the real runtime and a real model ---------------------------------------
 
 def _podman_env() -> dict[str, str]:
-    from irisop_deploy.local.baseimage import container_env
+    from irisop_deploy.images.baseimage import container_env
 
     return container_env()
 
@@ -259,7 +259,7 @@ def _label_of(answer: Any) -> str:
 # --- end to end: real runtime image, real trained model, podman --------------------------------
 
 def _podman(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    from irisop_deploy.local.baseimage import container_env
+    from irisop_deploy.images.baseimage import container_env
 
     return run(["podman", *args], env=container_env(), check=check)
 

@@ -45,13 +45,13 @@ def pod_registry(kube_node, tmp_path_factory) -> Iterator[str]:
 
 
 def _publish(local_ref: str, destination: str) -> str:
-    from irisop_operator.images.runtime import push_local_image
+    from irisop_deploy.images.runtime import push_local_image
 
     return f"{destination.rsplit(':', 1)[0]}@{push_local_image(local_ref, destination, tls_verify=False)}"
 
 
 def _podman(*args: str) -> subprocess.CompletedProcess:
-    from irisop_deploy.local.baseimage import container_env
+    from irisop_deploy.images.baseimage import container_env
 
     from tests.fixtures.tools import run
 
@@ -72,13 +72,13 @@ def build_namespace(kube_cluster) -> str:
 def builder(pod_registry) -> str:
     """The buildah builder image, pushed where the node pulls it from."""
     require_tool("podman")
-    from irisop_deploy.local.baseimage import ensure_builder_image
+    from irisop_deploy.images.baseimage import ensure_builder_image
 
     return _publish(ensure_builder_image(), f"{pod_registry}/irisop/buildah:bookworm")
 
 
 def _build(kube_cluster, pod_registry, **kwargs):
-    from irisop_operator.images.incluster import build_runtime_in_cluster
+    from irisop_deploy.images.incluster import build_runtime_in_cluster
     from irisop_operator.settings import Settings
 
     return build_runtime_in_cluster(kube_cluster.api_client(), REPO_ROOT, f"{pod_registry}/irisop/runtime",
@@ -86,7 +86,7 @@ def _build(kube_cluster, pod_registry, **kwargs):
 
 
 def test_a_failing_build_reports_its_log(kube_cluster, build_namespace, pod_registry, builder) -> None:
-    from irisop_operator.images.runtime import RuntimeBuildError
+    from irisop_deploy.images.runtime import RuntimeBuildError
 
     absent = f"{pod_registry}/irisop/absent@sha256:" + "0" * 64
     with pytest.raises(RuntimeBuildError) as failed:
@@ -98,7 +98,7 @@ def test_a_failing_build_reports_its_log(kube_cluster, build_namespace, pod_regi
 
 
 def test_a_missing_namespace_names_the_manifest_to_apply(kube_cluster, pod_registry) -> None:
-    from irisop_operator.images.runtime import RuntimeBuildError
+    from irisop_deploy.images.runtime import RuntimeBuildError
 
     with pytest.raises(RuntimeBuildError, match="namespace irisop-absent not found: kubectl apply -f "
                                                 "deploy/runtime-build/namespace.yaml"):
@@ -109,8 +109,8 @@ def test_a_missing_namespace_names_the_manifest_to_apply(kube_cluster, pod_regis
 def test_runtime_image_built_by_a_job_in_the_cluster_runs_the_serving_stack(kube_cluster, build_namespace,
                                                                             pod_registry, builder) -> None:
     namespace = build_namespace
-    from irisop_deploy.local.baseimage import ensure_base_image
-    from irisop_operator.images.runtime import host_ca_bundle
+    from irisop_deploy.images.baseimage import ensure_base_image
+    from irisop_deploy.images.runtime import host_ca_bundle
 
     base = _publish(ensure_base_image(), f"{pod_registry}/irisop/python-base:bookworm")
     messages: list[str] = []

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from irisop_operator.images import buildjob
+from irisop_deploy.images import buildjob
 from tests.fixtures.tools import run
-from irisop_operator.images.runtime import EXTRA_CA_MOUNT, RuntimeBuildError
+from irisop_deploy.images.runtime import EXTRA_CA_MOUNT, RuntimeBuildError
 
 KEY = "0123456789abcdef0123"
 BASE = "registry.example:5000/irisop/python-base@sha256:" + "a" * 64

@@ -31,8 +31,8 @@ def test_unusable_kubeconfig_is_one_line(capsys, tmp_path: Path) -> None:
 
 
 def test_extra_ca_that_is_not_a_file_is_refused_before_any_request(tmp_path: Path) -> None:
-    from irisop_operator.images.incluster import build_runtime_in_cluster
-    from irisop_operator.images.runtime import RuntimeBuildError
+    from irisop_deploy.images.incluster import build_runtime_in_cluster
+    from irisop_deploy.images.runtime import RuntimeBuildError
     from irisop_operator.settings import Settings
 
     with pytest.raises(RuntimeBuildError, match="is not a file"):

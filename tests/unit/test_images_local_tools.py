@@ -6,7 +6,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from irisop_deploy.local import baseimage
+from irisop_deploy.images import baseimage
 from irisop_deploy.local.registry import htpasswd_line, registry_config, write_htpasswd
 
 

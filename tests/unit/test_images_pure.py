@@ -9,7 +9,7 @@ import pytest
 from irisop_operator.images import ecr
 from irisop_operator.images.model import _model_config, _Runtime, content_tag
 from irisop_operator.images.registry import OCI_MANIFEST, Reference, parse_challenge
-from irisop_operator.images.runtime import EXTRA_CA_MOUNT, buildah_argv, source_key
+from irisop_deploy.images.runtime import EXTRA_CA_MOUNT, buildah_argv, source_key
 from irisop_operator.pipeline import ImageError, VerifiedArtifact
 from irisop_operator.settings import Settings
 from irisop_serving.contract import CLASSES, FEATURES, parse_metadata

@@ -34,7 +34,7 @@ class TinyBuilds:
         self.built: list[str] = []
 
     def _build(self, kind: str) -> str:
-        from irisop_deploy.local.baseimage import container_env
+        from irisop_deploy.images.baseimage import container_env
 
         ref = f"localhost/irisop-test/{kind}:{self.keys[kind]}"
         (self.tmp_path / kind).write_text(f"{kind} {self.keys[kind]}\n")
@@ -125,7 +125,7 @@ def test_create_publishes_both_images_and_installs_them_by_digest(ecr_registry, 
 
 
 def test_a_failing_build_stops_create_before_kops(ecr_registry, kops_recorder, tmp_path):
-    from irisop_operator.images.runtime import RuntimeBuildError
+    from irisop_deploy.images.runtime import RuntimeBuildError
 
     cfg = validate.check(ClusterConfig(name="iris.k8s.local", region="us-east-1"))
     builds = TinyBuilds(tmp_path)
