@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 import pytest
@@ -91,6 +92,26 @@ def _says(crd, namespace, type_, status, reason, needle, timeout=WITHIN):
     return wait_for(check, timeout=timeout, interval=0.1, what=f"{type_}={status} {reason} saying {needle!r}")
 
 
+@contextmanager
+def frozen(proc) -> Iterator[None]:
+    """The process is stopped (SIGSTOP: connections hang, nothing is refused) for the block."""
+    os.kill(proc.pid(), signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(proc.pid(), signal.SIGCONT)
+
+
+def _change_and_wait(crd, namespace, uri, type_, reason, needle):
+    """Change spec.model.uri; within 10 s the step's condition is Unknown <reason>, for the new generation."""
+    crd.patch_model(namespace, "iris", {"spec": {"model": {"uri": uri}}})
+    changed = time.monotonic()
+    cond = _says(crd, namespace, type_, "Unknown", reason, needle)
+    print(f"{type_}=Unknown {reason} {time.monotonic() - changed:.1f} s after the change")
+    assert cond["observedGeneration"] == 2
+    return cond
+
+
 def _serving(crd, namespace, uri):
     from irisop_operator import names
 
@@ -108,17 +129,10 @@ def test_a_frozen_s3_is_visible_in_status_within_10_s(only_fake_node, waiting_op
     uri2 = upload_dir(s3, tmp_path / "v2", BUCKET, f"{namespace}/v2")
     _serving(crd, namespace, uri1)
 
-    os.kill(proc.pid(), signal.SIGSTOP)
-    try:
-        crd.patch_model(namespace, "iris", {"spec": {"model": {"uri": uri2}}})
-        changed = time.monotonic()
-        reading = _says(crd, namespace, "ArtifactReady", "Unknown", "Reading", f"reading {uri2}")
-        print(f"ArtifactReady=Unknown Reading {time.monotonic() - changed:.1f} s after the change")
-        assert reading["observedGeneration"] == 2
+    with frozen(proc):
+        _change_and_wait(crd, namespace, uri2, "ArtifactReady", "Reading", f"reading {uri2}")
         assert crd.get_model(namespace, "iris")["status"]["observedGeneration"] == 2
         assert _cond(crd, namespace, "Ready")["status"] == "True", "the old version keeps serving"
-    finally:
-        os.kill(proc.pid(), signal.SIGCONT)
     # The read that waited goes through once the store answers again.
     _says(crd, namespace, "ArtifactReady", "True", "Verified", meta2["sha256"][:12], timeout=120)
 
@@ -135,17 +149,10 @@ def test_a_frozen_registry_is_visible_in_status_within_10_s(only_fake_node, wait
     meta2 = fake_artifact(tmp_path / "v2", seed=b"registry-v2")
     uri2 = upload_dir(s3, tmp_path / "v2", BUCKET, f"{namespace}/v2")
 
-    os.kill(registry.pid(), signal.SIGSTOP)
-    try:
-        crd.patch_model(namespace, "iris", {"spec": {"model": {"uri": uri2}}})
-        changed = time.monotonic()
-        pushing = _says(crd, namespace, "ImageReady", "Unknown", "Pushing", f"pushing the model image to {host}/iris-models")
-        print(f"ImageReady=Unknown Pushing {time.monotonic() - changed:.1f} s after the change")
-        assert pushing["observedGeneration"] == 2
+    with frozen(registry):
+        _change_and_wait(crd, namespace, uri2, "ImageReady", "Pushing", f"pushing the model image to {host}/iris-models")
         verified = _cond(crd, namespace, "ArtifactReady")
         assert verified["status"] == "True" and meta2["sha256"][:12] in verified["message"]
-    finally:
-        os.kill(registry.pid(), signal.SIGCONT)
     _says(crd, namespace, "ImageReady", "True", "Built", "pushed", timeout=120)
 
 
