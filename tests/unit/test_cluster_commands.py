@@ -132,13 +132,6 @@ def test_policies_grant_only_what_is_needed():
     assert not any(a.startswith("s3:") or a == "ecr:PutImage" for a in node_actions)
 
 
-def test_user_data_is_fully_rendered():
-    script = templates.admin_user_data(ClusterConfig(kops_version="1.32.1"))
-    assert script.startswith("#!/bin/bash")
-    assert "$kops_version" not in script and "${arch}" in script and "$(dpkg --print-architecture)" in script
-    assert "KOPS_STATE_STORE=s3://irisop-state-irisop-k8s-local" in script
-
-
 def test_lifecycle_policy_is_the_operators_own_document_with_the_configured_count():
     import json
 
@@ -271,3 +264,55 @@ def test_installed_kops_naming_both_versions(tmp_path):
                        runner=_ToolsPresent(), manifests=tmp_path)
     (problem,) = steps.installed_kops_problems(ctx, ctx.runner)
     assert problem.startswith("kubernetes_version '1.37.0': kops 1.36.2 does not support it yet")
+
+
+def test_image_recipes_key_content_as_the_builders_do(monkeypatch):
+    """The key looked up in the registry is the one the builder tags its local image with."""
+    from importlib.metadata import version
+
+    from irisop_deploy.aws import images
+    from irisop_deploy.images import operatorimage, runtime
+
+    monkeypatch.setattr(images, "_base_image_id", lambda: "sha256:" + "0" * 64)
+    operator, runtime_recipe = images.default_recipes()
+    assert (operator.kind, operator.tag_prefix, runtime_recipe.kind, runtime_recipe.tag_prefix) == (
+        "operator", "o-", "runtime", "r-")
+    assert operator.key() == operatorimage.context_key(images.REPO_ROOT, "sha256:" + "0" * 64)
+    assert runtime_recipe.key() == runtime.source_key(images.REPO_ROOT, "sha256:" + "0" * 64, version("bentoml"))
+    assert steps.image_repositories(PRIVATE) == {"operator": "irisop/operator", "runtime": "irisop/models"}
+
+
+@pytest.mark.parametrize("region, kops_version, kubernetes_version", [
+    ("eu-west-1", "1.36.2", "1.36.3"),
+    ("ap-south-1", "v1.36.0", "v1.35.5"),
+])
+def test_admin_user_data_renders_every_value(tmp_path, region, kops_version, kubernetes_version):
+    import subprocess
+
+    cfg = ClusterConfig(name="ops.k8s.local", region=region, kops_version=kops_version,
+                        kubernetes_version=kubernetes_version)
+    script = templates.admin_user_data(cfg)
+    kops_v, kube_v = kops_version.lstrip("v"), kubernetes_version.lstrip("v")
+    assert script.startswith("#!/bin/bash\n")
+    # Shell variables survive the template (escaped as $$), our placeholders do not.
+    assert "arch=$(dpkg --print-architecture)" in script and "${arch}" in script
+    assert "$kops_version" not in script and "$kubernetes_version" not in script and "$state_store" not in script
+    assert f"https://github.com/kubernetes/kops/releases/download/v{kops_v}/kops-linux-${{arch}}" in script
+    assert f"https://dl.k8s.io/release/v{kube_v}/bin/linux/${{arch}}/kubectl" in script
+    assert "export KOPS_STATE_STORE=s3://irisop-state-ops-k8s-local\n" in script
+    assert f"export AWS_REGION={region}\n" in script
+    assert "set -euxo pipefail" in script  # a failed download stops the boot script
+    # bash itself parses it.
+    path = tmp_path / "user-data.sh"
+    path.write_text(script)
+    checked = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    # EC2's limit for user data is 16 KiB before base64.
+    assert len(script.encode()) < 16 * 1024
+
+
+def test_admin_user_data_defaults_follow_the_version_file():
+    from irisop_deploy import versions
+
+    script = templates.admin_user_data(ClusterConfig(region="us-east-1"))
+    assert f"/releases/download/{versions.kops()}/" in script and f"/release/{versions.kubernetes()}/bin/" in script
