@@ -9,7 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from irisop_serving.contract import ENV_MIN_ACCURACY
+from irisop_serving.contract import (
+    ENV_EXPECTED_SHA256,
+    ENV_MAX_BATCH_ROWS,
+    ENV_MIN_ACCURACY,
+    ENV_MODEL_DIR,
+    ENV_WORKERS,
+    LIVE_PATH,
+    MODEL_DIR,
+    READY_PATH,
+    SERVING_PORT,
+)
 
 from . import names
 from .spec import IrisModelSpec
@@ -52,13 +62,13 @@ def _container(spec: IrisModelSpec, image: str, model_sha256: str) -> dict[str, 
         "name": names.CONTAINER_NAME,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "ports": [{"name": "http", "containerPort": names.CONTAINER_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": SERVING_PORT, "protocol": "TCP"}],
         "env": [
-            {"name": "IRISOP_MODEL_DIR", "value": names.MODEL_DIR},
+            {"name": ENV_MODEL_DIR, "value": MODEL_DIR},
             # The server refuses readiness unless the model it loaded is this one.
-            {"name": "IRISOP_EXPECTED_SHA256", "value": model_sha256},
-            {"name": "IRISOP_MAX_BATCH_ROWS", "value": str(spec.max_batch_rows)},
-            {"name": "IRISOP_WORKERS", "value": str(spec.workers)},
+            {"name": ENV_EXPECTED_SHA256, "value": model_sha256},
+            {"name": ENV_MAX_BATCH_ROWS, "value": str(spec.max_batch_rows)},
+            {"name": ENV_WORKERS, "value": str(spec.workers)},
             {"name": "BENTOML_HOME", "value": "/tmp/bentoml"},
             # The quality gate (spec.model.minAccuracy); absent when unset, so
             # Deployments of IrisModels without it do not change.
@@ -66,10 +76,10 @@ def _container(spec: IrisModelSpec, image: str, model_sha256: str) -> dict[str, 
         ],
         "resources": {"requests": dict(spec.requests), "limits": dict(spec.limits)},
         # Readiness gates traffic: a model that fails its checks never gets any.
-        "readinessProbe": _probe("/readyz", period=2, failures=2),
-        "livenessProbe": _probe("/livez", period=10, failures=3),
+        "readinessProbe": _probe(READY_PATH, period=2, failures=2),
+        "livenessProbe": _probe(LIVE_PATH, period=10, failures=3),
         # Up to 60 s to start (imports + model load) before liveness may kill it.
-        "startupProbe": _probe("/livez", period=1, failures=60),
+        "startupProbe": _probe(LIVE_PATH, period=1, failures=60),
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 10001,

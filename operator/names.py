@@ -22,11 +22,9 @@ COMPONENT = "predictor"
 ANNOTATION_MODEL_SHA = f"{GROUP}/model-sha256"
 ANNOTATION_MODEL_URI = f"{GROUP}/model-uri"
 
-# The port the BentoML server listens on inside the pod.
-CONTAINER_PORT = 3000
 CONTAINER_NAME = "predictor"
-# Where model images carry the artifact; the serving container reads it from here.
-MODEL_DIR = "/models/current"
+# The serving container's port, model directory and probe paths are the
+# operator <-> pod contract: irisop_serving.contract.
 
 # Labels that select every object the operator manages (used to filter watches).
 MANAGED_SELECTOR: Mapping[str, str] = {LABEL_MANAGED_BY: OPERATOR_NAME}

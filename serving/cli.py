@@ -7,12 +7,14 @@ import socket
 import sys
 from pathlib import Path
 
+from .contract import ENV_EXPECTED_SHA256, ENV_MODEL_DIR, READY_PATH, SERVING_PORT, CommandError
+
 SERVICE = "irisop_serving.service:IrisClassifier"
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, type=Path, help="artifact directory written by `irisop train`")
-    parser.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000)")
+    parser.add_argument("--port", type=int, default=SERVING_PORT, help=f"HTTP port (default {SERVING_PORT})")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--expected-sha256", help="refuse readiness unless the model file has this sha256")
 
@@ -30,8 +32,6 @@ def port_free(host: str, port: int) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from irisop_serving.contract import CommandError
-
     model_dir = args.model.resolve()
     if not (model_dir / "model.json").is_file():
         raise CommandError(f"{args.model} is not an artifact directory (no model.json); run `irisop train --out {args.model}`")
@@ -41,15 +41,15 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"cannot listen on {args.host}:{args.port} (in use or not a local address)")
     env = {
         **os.environ,
-        "IRISOP_MODEL_DIR": str(model_dir),
+        ENV_MODEL_DIR: str(model_dir),
         # No usage-tracking calls from a local server (and no network in tests).
         "BENTOML_DO_NOT_TRACK": "True",
     }
     if args.expected_sha256:
-        env["IRISOP_EXPECTED_SHA256"] = args.expected_sha256
+        env[ENV_EXPECTED_SHA256] = args.expected_sha256
     argv = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(args.port), "--host", args.host]
     base = f"http://{args.host}:{args.port}"
-    print(f"serving {model_dir} on {base} (POST /predict, GET /metadata, /readyz, /docs.json)", flush=True)
+    print(f"serving {model_dir} on {base} (POST /predict, GET /metadata, {READY_PATH}, /docs.json)", flush=True)
     print(
         f"try: curl -s -X POST {base}/predict -H 'Content-Type: application/json' "
         """-d '{"rows": [[5.1, 3.5, 1.4, 0.2], [6.9, 3.1, 5.4, 2.1]]}'""",

@@ -59,6 +59,21 @@ class ArtifactMetadata:
         return self.sha256[:12]
 
 
+# ---- The operator <-> serving-pod contract: what the operator writes into the
+# model image and the Deployment, and the serving container reads. Defined here
+# only; deploy/images/runtime.Containerfile repeats MODEL_DIR and SERVING_PORT
+# (a Containerfile cannot import Python) and tests/unit/test_pod_contract.py
+# fails when it disagrees.
+MODEL_DIR = "/models/current"  # where the model image carries the artifact (model.json + model file)
+SERVING_PORT = 3000  # the HTTP port BentoML listens on in the pod
+READY_PATH = "/readyz"  # BentoML's readiness route: refuses until the model passed every check
+LIVE_PATH = "/livez"  # BentoML's liveness route: answers while the process is up, ready or not
+ENV_MODEL_DIR = "IRISOP_MODEL_DIR"  # the artifact directory (MODEL_DIR in a model image)
+ENV_EXPECTED_SHA256 = "IRISOP_EXPECTED_SHA256"  # the sha256 the operator verified; any other model is refused
+ENV_MAX_BATCH_ROWS = "IRISOP_MAX_BATCH_ROWS"  # spec.serving.maxBatchRows: rows per /predict request
+ENV_WORKERS = "IRISOP_WORKERS"  # spec.serving.workers: server worker processes
+
+
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
+from .contract import READY_PATH
 from .errors import MethodNotAllowed, http_response
 
 Scope = dict[str, Any]
@@ -35,7 +36,7 @@ class EdgeMiddleware:
         app: ASGIApp,
         status: Callable[[], ModelStatus],
         routes: Mapping[str, ASGIApp] | None = None,
-        readyz: str = "/readyz",
+        readyz: str = READY_PATH,
         metadata: str = "/metadata",
     ) -> None:
         self.app = app

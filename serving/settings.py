@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from .contract import ENV_EXPECTED_SHA256, ENV_MAX_BATCH_ROWS, ENV_MODEL_DIR, ENV_WORKERS, LIVE_PATH, MODEL_DIR, READY_PATH
 from .errors import ModelLoadError
 
-DEFAULT_MODEL_DIR = "/models/current"  # where the model image puts the artifact
+DEFAULT_MODEL_DIR = MODEL_DIR  # where the model image puts the artifact (the pod contract)
 DEFAULT_MAX_BATCH_ROWS = 1000
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -25,7 +26,10 @@ def _flag(value: str) -> bool:
 
 DEFAULT_REQUEST_TIMEOUT = 1.0
 # Seconds a client has to deliver the whole /predict body (408 after). The
-# largest body allowed (max_body_bytes) is ~0.5 MB: 5 s is ~1 Mbit/s.
+# largest body allowed (max_body_bytes) is ~0.5 MB: 2 s is ~2 Mbit/s, slow for
+# a client in the cluster. Not longer by default because BentoML's backstop
+# timer (below) is set past it and every request's timer lives that long:
+# with 5 + 1 s the worker grew 106 -> 133 MiB under load.
 DEFAULT_BODY_TIMEOUT = 5.0
 
 # The byte limit of a /predict body, derived from the row limit: a row written
@@ -71,7 +75,7 @@ def workers(env: Mapping[str, str] | None = None) -> int:
     Read at import time like the timeout: a bad value falls back to 1 rather
     than crash the worker.
     """
-    raw = (os.environ if env is None else env).get("IRISOP_WORKERS", "").strip()
+    raw = (os.environ if env is None else env).get(ENV_WORKERS, "").strip()
     try:
         value = int(raw) if raw else 1
     except ValueError:
@@ -79,7 +83,7 @@ def workers(env: Mapping[str, str] | None = None) -> int:
     return value if 1 <= value <= 16 else 1
 
 
-QUIET_PATHS = ["/predict", "/readyz", "/livez", "/healthz", "/metrics", "/metadata"]
+QUIET_PATHS = ["/predict", READY_PATH, LIVE_PATH, "/healthz", "/metrics", "/metadata"]
 
 
 def bentoml_config(env: Mapping[str, str] | None = None) -> dict[str, object]:
@@ -127,20 +131,20 @@ class ServingSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ServingSettings":
         env = os.environ if env is None else env
-        expected = env.get("IRISOP_EXPECTED_SHA256", "").strip().lower() or None
+        expected = env.get(ENV_EXPECTED_SHA256, "").strip().lower() or None
         if expected is not None and not _SHA256.match(expected):
-            raise ModelLoadError(f"IRISOP_EXPECTED_SHA256={expected!r} is not a sha256 hex digest")
-        raw_rows = env.get("IRISOP_MAX_BATCH_ROWS", "").strip()
+            raise ModelLoadError(f"{ENV_EXPECTED_SHA256}={expected!r} is not a sha256 hex digest")
+        raw_rows = env.get(ENV_MAX_BATCH_ROWS, "").strip()
         try:
             max_rows = int(raw_rows) if raw_rows else DEFAULT_MAX_BATCH_ROWS
         except ValueError as exc:
-            raise ModelLoadError(f"IRISOP_MAX_BATCH_ROWS={raw_rows!r} is not an integer") from exc
+            raise ModelLoadError(f"{ENV_MAX_BATCH_ROWS}={raw_rows!r} is not an integer") from exc
         if max_rows < 1:
-            raise ModelLoadError(f"IRISOP_MAX_BATCH_ROWS={max_rows} must be at least 1")
+            raise ModelLoadError(f"{ENV_MAX_BATCH_ROWS}={max_rows} must be at least 1")
         return cls(
             access_log=access_log_enabled(env),
             trace_requests=_flag(env.get("IRISOP_TRACE_REQUESTS", "")),
-            model_dir=Path(env.get("IRISOP_MODEL_DIR", "").strip() or DEFAULT_MODEL_DIR),
+            model_dir=Path(env.get(ENV_MODEL_DIR, "").strip() or DEFAULT_MODEL_DIR),
             expected_sha256=expected,
             max_batch_rows=max_rows,
         )

@@ -13,9 +13,11 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-# Where the artifact lands inside the image; the serving container reads
-# IRISOP_MODEL_DIR, which the model image's config sets to this path.
-MODEL_DIR_IN_IMAGE = "models/current"
+from irisop_serving.contract import MODEL_DIR
+
+# Where the artifact lands inside the image (a tar path: no leading "/"); the
+# serving container reads ENV_MODEL_DIR, which the model image's config sets to MODEL_DIR.
+MODEL_DIR_IN_IMAGE = MODEL_DIR.lstrip("/")
 # 2000-01-01: a fixed, non-zero mtime (some tools treat 0 as "unset").
 FIXED_MTIME = 946684800
 

@@ -22,12 +22,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from irisop_serving.contract import METADATA_FILE, artifact_files
+from irisop_serving.contract import ENV_MODEL_DIR, METADATA_FILE, MODEL_DIR, artifact_files
 
 from ..pipeline import ImageError, ImageResult, VerifiedArtifact
 from ..settings import Settings
 from . import ecr
-from .layer import MODEL_DIR_IN_IMAGE, build_model_layer
+from .layer import build_model_layer
 from .registry import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -43,7 +43,6 @@ TAG_PREFIX = ecr.MODEL_TAG_PREFIX
 LABEL_MODEL_SHA = "dev.irisop.model.sha256"
 LABEL_MODEL_FORMAT = "dev.irisop.model.format"
 LABEL_RUNTIME = "dev.irisop.runtime.digest"
-MODEL_ENV = "IRISOP_MODEL_DIR"
 _LAYER_TYPES = {
     OCI_MANIFEST: "application/vnd.oci.image.layer.v1.tar+gzip",
     DOCKER_MANIFEST: "application/vnd.docker.image.rootfs.diff.tar.gzip",
@@ -109,8 +108,8 @@ def _resolve_runtime(client: RegistryClient, ref: Reference) -> _Runtime:
 def _model_config(runtime: _Runtime, artifact: VerifiedArtifact, diff_id: str) -> dict:
     config = copy.deepcopy(runtime.config)
     inner = config.setdefault("config", {})
-    env = [e for e in inner.get("Env") or [] if not e.startswith(f"{MODEL_ENV}=")]
-    inner["Env"] = env + [f"{MODEL_ENV}=/{MODEL_DIR_IN_IMAGE}"]
+    env = [e for e in inner.get("Env") or [] if not e.startswith(f"{ENV_MODEL_DIR}=")]
+    inner["Env"] = env + [f"{ENV_MODEL_DIR}={MODEL_DIR}"]
     inner["Labels"] = {
         **(inner.get("Labels") or {}),
         LABEL_MODEL_SHA: artifact.sha256,
@@ -121,7 +120,7 @@ def _model_config(runtime: _Runtime, artifact: VerifiedArtifact, diff_id: str) -
     # Keep "created" from the runtime so the config (and digest) depend on content only.
     config.setdefault("history", []).append(
         {"created": config.get("created", "1970-01-01T00:00:00Z"),
-         "created_by": f"irisop: model {artifact.sha256[:12]} at /{MODEL_DIR_IN_IMAGE}"}
+         "created_by": f"irisop: model {artifact.sha256[:12]} at {MODEL_DIR}"}
     )
     return config
 
