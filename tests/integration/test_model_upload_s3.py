@@ -57,7 +57,8 @@ def test_upload_writes_every_file_and_prints_the_spec_block(moto_env, tmp_path: 
     assert code == 0, err
     meta = json.loads((tmp_path / "art" / "model.json").read_text())
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket="models")["Contents"])
-    assert keys == sorted(f"iris/v1/{n}" for n in ["model.joblib", "model.json", "MODEL_CARD.md", "confusion_matrix.png"])
+    assert keys == sorted(f"iris/v1/{n}" for n in [
+        "model.joblib", "holdout.json", "model.json", "MODEL_CARD.md", "confusion_matrix.png"])
     body = client.get_object(Bucket="models", Key="iris/v1/model.joblib")["Body"].read()
     assert body == (tmp_path / "art" / "model.joblib").read_bytes()
     block = yaml.safe_load(out[out.index("spec:"):])
