@@ -96,10 +96,20 @@ class ManagedProcess:
         if started is not None:
             ours = stat.start_time == started
         else:
-            # A pid file from before start times were recorded: every process
-            # we start leads its own session, an unrelated pid almost never does.
-            ours = stat.session == pid
+            # A pid file from before start times were recorded. Pids wrap at
+            # 32768 here, so the number alone names some other program soon:
+            # every process we start leads its own session, and (when we know
+            # the command) still runs the program we started.
+            ours = stat.session == pid and (not self.argv or self._runs_our_program(pid))
         return (pid, stat) if ours else None
+
+    def _runs_our_program(self, pid: int) -> bool:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        program = os.path.basename(str(self.argv[0])).encode()
+        return any(os.path.basename(arg) == program for arg in cmdline[:3])
 
     def _recorded(self) -> tuple[int, int | None] | None:
         try:

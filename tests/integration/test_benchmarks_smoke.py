@@ -59,7 +59,7 @@ def _carrying(marker: bytes) -> list[str]:
 
 def test_operator_scale_smoke():
     out = run_benchmark("operator_scale.py", "--smoke", timeout=600)
-    assert "N=3: operator" in out and "restart -> new model Ready" in out, out
+    assert "N=3: operator" in out and "restart -> new model handled" in out, out
 
 
 def test_image_pipeline_smoke():

@@ -149,3 +149,23 @@ def test_a_program_killed_with_sigterm_still_stops_what_it_started(tmp_path):
     program.send_signal(signal.SIGTERM)
     assert program.wait(timeout=20) == 128 + signal.SIGTERM
     assert _wait(lambda: _gone(service_pid)), "the service outlived the program that started it"
+
+
+def test_a_legacy_pid_file_naming_another_session_leader_is_not_ours(tmp_path):
+    # Pids wrap (32768 here): a legacy pid file's number soon belongs to some
+    # other session leader, e.g. the etcd of another test's control plane.
+    other = ManagedProcess(name="other", argv=["sleep", "1000"], home=tmp_path / "other")
+    other.start()
+    try:
+        pid = other.pid()
+        stale = ManagedProcess(name="etcd", argv=["/usr/bin/etcd", "--name", "x"], home=tmp_path)
+        stale.home.mkdir(exist_ok=True)
+        stale.pid_file.write_text(str(pid))  # the old format: a pid alone
+        assert stale.pid() is None
+        stale.stop()
+        assert other.pid() == pid, "stop() of a stale legacy pid file killed another program"
+        legacy_of_ours = ManagedProcess(name="sleeper", argv=["sleep", "1000"], home=tmp_path)
+        legacy_of_ours.pid_file.write_text(str(pid))
+        assert legacy_of_ours.pid() == pid  # a running stack from before the change is still found
+    finally:
+        other.stop()
