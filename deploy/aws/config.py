@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from irisop_operator.settings import DEFAULT_ECR_KEEP_IMAGES
+
 from .. import versions
 
 # kops' reserved suffix: a .k8s.local name once meant gossip DNS. kops 1.36
@@ -61,8 +63,8 @@ class ClusterConfig:
     model_bucket: str = _opt("", "S3 bucket the operator reads model artifacts from (empty: irisop-models-<cluster name with dashes>)")
     model_repository: str = _opt("irisop/models", "ECR repository the operator pushes serving images to")
     operator_repository: str = _opt("irisop/operator", "ECR repository of the operator image")
-    keep_images: int = _opt(20, "ECR lifecycle policy: images kept per repository (the operator's IRISOP_ECR_KEEP_IMAGES default is 20 too)")
-    admin_instance: bool = _opt(False, "also launch an admin EC2 instance with git, kops, kubectl and podman")
+    keep_images: int = _opt(DEFAULT_ECR_KEEP_IMAGES, "ECR lifecycle policy: images kept per repository (the operator's IRISOP_ECR_KEEP_IMAGES default too)")
+    admin_instance: bool = _opt(False, "also launch an admin EC2 instance with git, kops, kubectl and the image builders (podman, buildah, skopeo)")
     admin_instance_type: str = _opt("t3.small", "EC2 instance type of the admin instance")
     admin_ami: str = _opt("", "AMI of the admin instance (empty: latest Debian 12 from the public SSM parameter)")
     admin_key_name: str = _opt("", "EC2 key pair for SSH to the admin instance (empty: none, use SSM Session Manager)")

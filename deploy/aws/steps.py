@@ -51,7 +51,9 @@ def installed_kops_problems(ctx: Context, runner) -> list[str]:
 
 
 def check_tools(ctx: Context) -> str:
-    missing = [INSTALL_HINTS[tool] for tool in ("kops", "kubectl") if ctx.runner.which(tool) is None]
+    # A dry run's runner only prints; the spec runner is the one that finds real tools (cache included).
+    finder = ctx.spec_runner if ctx.dry_run and ctx.spec_runner is not None else ctx.runner
+    missing = [INSTALL_HINTS[tool] for tool in ("kops", "kubectl") if finder.which(tool) is None]
     if ctx.dry_run:
         # A dry run only prints: missing tools are worth a warning, not a stop.
         for hint in missing:

@@ -302,6 +302,8 @@ def test_admin_user_data_renders_every_value(tmp_path, region, kops_version, kub
     assert "export KOPS_STATE_STORE=s3://irisop-state-ops-k8s-local\n" in script
     assert f"export AWS_REGION={region}\n" in script
     assert "set -euxo pipefail" in script  # a failed download stops the boot script
+    # `irisop cluster create` builds the operator's images there.
+    assert "--no-install-recommends git podman buildah skopeo debootstrap " in script
     # bash itself parses it.
     path = tmp_path / "user-data.sh"
     path.write_text(script)
