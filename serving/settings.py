@@ -7,17 +7,24 @@ service is not ready, like any other start-up check.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .contract import ENV_EXPECTED_SHA256, ENV_MAX_BATCH_ROWS, ENV_MODEL_DIR, ENV_WORKERS, LIVE_PATH, MODEL_DIR, READY_PATH
+from .contract import (
+    ENV_EXPECTED_SHA256,
+    ENV_MAX_BATCH_ROWS,
+    ENV_MODEL_DIR,
+    ENV_WORKERS,
+    LIVE_PATH,
+    MODEL_DIR,
+    READY_PATH,
+    is_sha256,
+)
 from .errors import ModelLoadError
 
 DEFAULT_MODEL_DIR = MODEL_DIR  # where the model image puts the artifact (the pod contract)
 DEFAULT_MAX_BATCH_ROWS = 1000
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _flag(value: str) -> bool:
@@ -30,7 +37,7 @@ DEFAULT_REQUEST_TIMEOUT = 1.0
 # a client in the cluster. Not longer by default because BentoML's backstop
 # timer (below) is set past it and every request's timer lives that long:
 # with 5 + 1 s the worker grew 106 -> 133 MiB under load.
-DEFAULT_BODY_TIMEOUT = 5.0
+DEFAULT_BODY_TIMEOUT = 2.0
 
 # The byte limit of a /predict body, derived from the row limit: a row written
 # as an object with the four names, 17-digit values and some indentation is
@@ -132,7 +139,7 @@ class ServingSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ServingSettings":
         env = os.environ if env is None else env
         expected = env.get(ENV_EXPECTED_SHA256, "").strip().lower() or None
-        if expected is not None and not _SHA256.match(expected):
+        if expected is not None and not is_sha256(expected):
             raise ModelLoadError(f"{ENV_EXPECTED_SHA256}={expected!r} is not a sha256 hex digest")
         raw_rows = env.get(ENV_MAX_BATCH_ROWS, "").strip()
         try:
