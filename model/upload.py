@@ -7,40 +7,25 @@ UploadError sentence; the CLI prints it without a traceback.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
-from irisop_serving.contract import METADATA_FILE
+from irisop_serving.contract import METADATA_FILE, ContractError, S3Location
+from irisop_serving.contract import parse_s3_uri as _parse_s3_uri
 
 
 class UploadError(RuntimeError):
     """The artifact could not be uploaded; the message is one line for the user."""
 
 
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    prefix: str  # "" or ends with "/"
-
-    @property
-    def uri(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}{name}"
-
-
 def parse_s3_uri(uri: str) -> S3Location:
-    if not uri.startswith("s3://"):
-        raise UploadError(f"upload target {uri!r} is not an s3://bucket/prefix/ URI")
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
-    if not bucket:
-        raise UploadError(f"upload target {uri!r} names no bucket")
-    prefix = prefix.strip("/")
-    return S3Location(bucket=bucket, prefix=f"{prefix}/" if prefix else "")
+    """The upload target an s3:// URI names (one parser, shared with the operator: irisop_serving.contract)."""
+    try:
+        return _parse_s3_uri(uri)
+    except ContractError as exc:
+        raise UploadError(f"upload target {exc}") from exc
 
 
 def upload_order(files: Iterable[str]) -> list[str]:

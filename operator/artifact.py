@@ -36,23 +36,18 @@ from irisop_serving.contract import (
     CheckSetError,
     CheckSetRef,
     ContractError,
+    S3Location,
     parse_check_set,
     parse_metadata,
     sha256_file,
 )
+from irisop_serving.contract import parse_s3_uri as _parse_s3_uri
 
-from .pipeline import ArtifactError, ModelSource, VerifiedArtifact
+from .conditions import ACCESS_DENIED, CHECKSUM_MISMATCH, FORMAT_MISMATCH, INVALID_METADATA
+from .conditions import ARTIFACT_NOT_FOUND as NOT_FOUND
+from .conditions import INVALID_URI, S3_UNAVAILABLE, TOO_LARGE
+from .pipeline import CREDENTIAL_KEYS, ArtifactError, ModelSource, VerifiedArtifact, static_credentials
 from .settings import Settings
-
-# Reasons (constant strings: they end up in status conditions and Events).
-NOT_FOUND = "ArtifactNotFound"
-CHECKSUM_MISMATCH = "ChecksumMismatch"
-INVALID_METADATA = "InvalidMetadata"
-TOO_LARGE = "TooLarge"
-FORMAT_MISMATCH = "FormatMismatch"
-ACCESS_DENIED = "AccessDenied"
-INVALID_URI = "InvalidURI"
-S3_UNAVAILABLE = "S3Unavailable"
 
 # model.json is a few hundred bytes; anything bigger is not our metadata.
 MAX_METADATA_BYTES = 64 * 1024
@@ -72,26 +67,12 @@ _TRANSIENT_CODES = {
 }
 
 
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    prefix: str  # "" or ends with "/"
-
-    def key(self, name: str) -> str:
-        return f"{self.prefix}{name}"
-
-
 def parse_s3_uri(uri: str) -> S3Location:
-    """``s3://bucket/some/prefix/`` → bucket + prefix (the artifact directory)."""
-    if not uri.startswith("s3://"):
-        raise ArtifactError(INVALID_URI, f"{uri!r} is not an s3:// URI")
-    rest = uri[len("s3://"):]
-    bucket, _, prefix = rest.partition("/")
-    if not bucket:
-        raise ArtifactError(INVALID_URI, f"{uri!r} names no bucket")
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
-    return S3Location(bucket, prefix)
+    """The artifact directory an s3:// URI names (one parser: irisop_serving.contract)."""
+    try:
+        return _parse_s3_uri(uri)
+    except ContractError as exc:
+        raise ArtifactError(INVALID_URI, str(exc)) from exc
 
 
 _CLIENT_CONFIG = botocore.config.Config(
@@ -109,17 +90,10 @@ def s3_client(credentials: Mapping[str, str] | None = None) -> Any:
     Few retries with short timeouts: the reconcile loop is the outer retry.
     """
     if credentials:
-        try:
-            session = boto3.session.Session(
-                aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
-                aws_session_token=credentials.get("AWS_SESSION_TOKEN") or None,
-            )
-        except KeyError as exc:
-            raise ArtifactError(
-                ACCESS_DENIED,
-                f"credentials Secret lacks {exc.args[0]} (needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
-            ) from exc
+        key_id, secret, token = (static_credentials(credentials, "the credentials Secret").get(k)
+                                 for k in CREDENTIAL_KEYS)
+        session = boto3.session.Session(aws_access_key_id=key_id, aws_secret_access_key=secret,
+                                        aws_session_token=token or None)
         return session.client("s3", config=_CLIENT_CONFIG)
     return _default_client()
 

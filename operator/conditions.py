@@ -35,6 +35,30 @@ PUSHING = "Pushing"  # the model image is being pushed (slow, or after a failed 
 IMAGE_BUILT = "Built"
 IMAGE_REUSED = "Reused"
 
+# Why a pipeline step failed (PipelineError.reason), reported on ArtifactReady,
+# ImageReady and Degraded. Spelled here only; the modules that raise them
+# import them. Refusals of the serving container (ModelRejected,
+# QualityGateFailed, ...) are the pod contract's: irisop_serving.contract.REFUSAL_KINDS.
+# the artifact in S3 (artifact.py) and the credentials Secret
+ARTIFACT_NOT_FOUND = "ArtifactNotFound"
+CHECKSUM_MISMATCH = "ChecksumMismatch"
+INVALID_METADATA = "InvalidMetadata"
+TOO_LARGE = "TooLarge"
+FORMAT_MISMATCH = "FormatMismatch"
+ACCESS_DENIED = "AccessDenied"
+INVALID_URI = "InvalidURI"
+S3_UNAVAILABLE = "S3Unavailable"
+CREDENTIALS_UNAVAILABLE = "CredentialsUnavailable"
+CREDENTIALS_INVALID = "CredentialsInvalid"
+# the model image (images/)
+RUNTIME_NOT_CONFIGURED = "RuntimeImageNotConfigured"
+RUNTIME_NOT_FOUND = "RuntimeImageNotFound"
+ARTIFACT_UNAVAILABLE = "ArtifactUnavailable"
+REGISTRY_UNAVAILABLE = "RegistryUnavailable"
+REGISTRY_UNAUTHORIZED = "RegistryUnauthorized"
+REGISTRY_ERROR = "RegistryError"
+ECR_ERROR = "ECRError"
+
 
 def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")

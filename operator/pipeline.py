@@ -13,6 +13,12 @@ from typing import Mapping
 
 from irisop_serving.contract import ArtifactMetadata
 
+from .conditions import CREDENTIALS_INVALID
+
+# The keys a credentials Secret (spec.model.credentialsSecret) may hold; the first two are required.
+CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+REQUIRED_CREDENTIAL_KEYS = CREDENTIAL_KEYS[:2]
+
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -78,3 +84,13 @@ class ArtifactError(PipelineError):
 
 class ImageError(PipelineError):
     """The model image could not be produced or pushed."""
+
+
+def static_credentials(data: Mapping[str, str], source: str) -> dict[str, str]:
+    """The AWS keys of a credentials Secret's data; ArtifactError(CredentialsInvalid) naming what is missing."""
+    creds = {k: v for k, v in data.items() if k in CREDENTIAL_KEYS}
+    missing = [k for k in REQUIRED_CREDENTIAL_KEYS if not creds.get(k)]
+    if missing:
+        raise ArtifactError(CREDENTIALS_INVALID, f"{source} needs {' and '.join(REQUIRED_CREDENTIAL_KEYS)} "
+                                                 f"(missing {', '.join(missing)})")
+    return creds

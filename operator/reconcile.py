@@ -34,7 +34,7 @@ from .builders import Owner, build_children
 from .drift import needs_apply
 from .kube import KubeError, KubeIO
 from .newpods import NewPodsInspector
-from .pipeline import ImageResult, ModelSource, PipelineError, VerifiedArtifact
+from .pipeline import ImageResult, ModelSource, PipelineError, VerifiedArtifact, static_credentials
 from .progress import ANNOUNCE_AFTER, Attempt, Attempts, announce_if_slow
 from .settings import Settings
 from .spec import IrisModelSpec, SpecError, parse_spec
@@ -402,13 +402,9 @@ class Reconciler:
         try:
             data = self.kube.read_secret(body["metadata"]["namespace"], spec.credentials_secret)
         except KubeError as exc:
-            raise PipelineError("CredentialsUnavailable", f"Secret {spec.credentials_secret}: {exc}",
+            raise PipelineError(c.CREDENTIALS_UNAVAILABLE, f"Secret {spec.credentials_secret}: {exc}",
                                 transient=exc.transient) from exc
-        keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-        creds = {k: v for k, v in data.items() if k in keys}
-        if not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= creds.keys():
-            raise PipelineError("CredentialsInvalid",
-                                f"Secret {spec.credentials_secret} needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        creds = static_credentials(data, f"Secret {spec.credentials_secret}")
         return ModelSource(uri=source.uri, sha256=source.sha256, format=source.format, credentials=creds)
 
 

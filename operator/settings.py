@@ -10,6 +10,12 @@ from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from typing import Mapping
 
+from irisop_serving.contract import MAX_MODEL_BYTES
+
+# Model images the ECR lifecycle policy keeps per repository; the AWS
+# bootstrap's keep_images defaults to it too (deploy/aws/config.py).
+DEFAULT_ECR_KEEP_IMAGES = 20
+
 
 def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -30,7 +36,7 @@ class Settings:
     registry_username: str = field(default="", metadata={"env": "IRISOP_REGISTRY_USERNAME"})
     registry_password_file: str = field(default="", metadata={"env": "IRISOP_REGISTRY_PASSWORD_FILE"})
     # How many model images the ECR lifecycle policy keeps per repository.
-    ecr_keep_images: int = field(default=20, metadata={"env": "IRISOP_ECR_KEEP_IMAGES", "parse": int})
+    ecr_keep_images: int = field(default=DEFAULT_ECR_KEEP_IMAGES, metadata={"env": "IRISOP_ECR_KEEP_IMAGES", "parse": int})
     # Registry hosts to treat as ECR although their name is not *.dkr.ecr.*.amazonaws.com:
     # "host=registryId/region,..." (e.g. "127.0.0.1:5000=123456789012/us-east-1").
     # The ECR API (repository, lifecycle policy, auth token) is called for that
@@ -40,7 +46,7 @@ class Settings:
     # Scratch space for downloaded artifacts (an emptyDir in the operator pod).
     work_dir: str = field(default="/tmp/irisop", metadata={"env": "IRISOP_WORK_DIR"})
     # Largest model file the operator will download.
-    max_artifact_bytes: int = field(default=64 * 1024 * 1024, metadata={"env": "IRISOP_MAX_ARTIFACT_BYTES", "parse": int})
+    max_artifact_bytes: int = field(default=MAX_MODEL_BYTES, metadata={"env": "IRISOP_MAX_ARTIFACT_BYTES", "parse": int})
     # Seconds to gather a burst of child events (a new Deployment makes several
     # within a second) into one drift check and at most one status write.
     settle_seconds: float = field(default=1.0, metadata={"env": "IRISOP_SETTLE_SECONDS", "parse": float})

@@ -24,7 +24,8 @@ SCHEMA_VERSION = 1
 # An Iris classifier is a few KiB to a few MiB; anything far larger is not what
 # the metadata claims and is refused before download.
 MAX_MODEL_BYTES = 64 * 1024 * 1024
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# A sha256 as model.json, the operator and the pod env spell it: 64 lowercase hex characters.
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ContractError(ValueError):
@@ -74,6 +75,40 @@ ENV_MAX_BATCH_ROWS = "IRISOP_MAX_BATCH_ROWS"  # spec.serving.maxBatchRows: rows 
 ENV_WORKERS = "IRISOP_WORKERS"  # spec.serving.workers: server worker processes
 
 
+# ---- Where an artifact lives: an S3 prefix (the trainer uploads to it, the operator reads it).
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str  # "" or ends with "/", never starts with "/"
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+
+def parse_s3_uri(uri: str) -> S3Location:
+    """``s3://bucket/some/prefix/`` -> bucket + prefix, the artifact directory.
+
+    One normalisation for the writer and the reader: the prefix is a directory
+    (a trailing "/" added) and leading or doubled slashes at its ends are
+    dropped, so ``s3://b//v1`` names the keys ``v1/...`` for both.
+    """
+    if not uri.startswith("s3://"):
+        raise ContractError(f"{uri!r} is not an s3://bucket/prefix/ URI")
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise ContractError(f"{uri!r} names no bucket")
+    prefix = prefix.strip("/")
+    return S3Location(bucket=bucket, prefix=f"{prefix}/" if prefix else "")
+
+
+def is_sha256(text: str) -> bool:
+    return bool(SHA256_HEX.match(text))
+
+
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -96,7 +131,7 @@ def parse_metadata(doc: Mapping[str, Any]) -> ArtifactMetadata:
         return value
 
     sha = field("sha256", str)
-    if not _SHA256.match(sha):
+    if not SHA256_HEX.match(sha):
         raise ContractError("model.json: 'sha256' must be 64 lowercase hex characters")
     fmt = field("format", str)
     if fmt not in MODEL_FILES:
@@ -234,7 +269,7 @@ def _check_set_ref(entry: Any) -> CheckSetRef | None:
     if entry.get("file") != CHECK_SET_FILE:
         raise CheckSetError(f"model.json: check_set.file must be {CHECK_SET_FILE!r}")
     sha = entry.get("sha256")
-    if not isinstance(sha, str) or not _SHA256.match(sha):
+    if not isinstance(sha, str) or not SHA256_HEX.match(sha):
         raise CheckSetError("model.json: check_set.sha256 must be 64 lowercase hex characters")
     size, rows = entry.get("size_bytes"), entry.get("rows")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 < size <= MAX_CHECK_SET_BYTES:

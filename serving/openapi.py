@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any, Callable
 
-from .contract import CLASSES, FEATURES, MODEL_FILES
+from .contract import CLASSES, FEATURES, MODEL_FILES, SHA256_HEX
 from .errors import MethodNotAllowed, http_response
 from .settings import max_body_bytes
 
@@ -62,7 +62,7 @@ def _schemas(max_rows: int) -> dict[str, Any]:
                     "maxItems": max_rows,
                     "description": "per row, the probability of each class in `classes` order; finite, summing to 1",
                 },
-                "model_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "sha256 of the model file that answered"},
+                "model_sha256": {"type": "string", "pattern": SHA256_HEX.pattern, "description": "sha256 of the model file that answered"},
                 "classes": {"const": list(CLASSES)},
             },
             "required": ["predictions", "probabilities", "model_sha256", "classes"],
@@ -88,7 +88,7 @@ def _schemas(max_rows: int) -> dict[str, Any]:
             "type": "object",
             "properties": {
                 "ready": {"const": True},
-                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "sha256": {"type": "string", "pattern": SHA256_HEX.pattern},
                 "format": {"enum": sorted(MODEL_FILES)},
                 "model_file": {"enum": sorted(MODEL_FILES.values())},
                 "estimator": {"type": ["string", "null"]},

@@ -14,12 +14,11 @@ from typing import Any
 
 import botocore.exceptions
 
+from ..conditions import ECR_ERROR, REGISTRY_UNAUTHORIZED, REGISTRY_UNAVAILABLE
 from ..pipeline import ImageError
 from ..settings import Settings
-from .registry import REGISTRY_UNAUTHORIZED, REGISTRY_UNAVAILABLE
 
 _ECR_HOST = re.compile(r"^(?P<id>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
-ECR_ERROR = "ECRError"
 MODEL_TAG_PREFIX = "m-"
 
 

@@ -24,21 +24,14 @@ from pathlib import Path
 
 from irisop_serving.contract import ENV_MODEL_DIR, METADATA_FILE, MODEL_DIR, artifact_files
 
+from ..conditions import ARTIFACT_UNAVAILABLE, REGISTRY_ERROR, REGISTRY_UNAUTHORIZED
+from ..conditions import RUNTIME_NOT_CONFIGURED as NO_RUNTIME
 from ..pipeline import ImageError, ImageResult, VerifiedArtifact
 from ..settings import Settings
 from . import ecr
 from .layer import build_model_layer
-from .registry import (
-    DOCKER_LIST,
-    DOCKER_MANIFEST,
-    OCI_INDEX,
-    OCI_MANIFEST,
-    REGISTRY_ERROR,
-    Reference,
-    RegistryClient,
-)
+from .registry import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Reference, RegistryClient
 
-NO_RUNTIME = "RuntimeImageNotConfigured"
 TAG_PREFIX = ecr.MODEL_TAG_PREFIX
 LABEL_MODEL_SHA = "dev.irisop.model.sha256"
 LABEL_MODEL_FORMAT = "dev.irisop.model.format"
@@ -67,7 +60,7 @@ def client_for(registry: str, settings: Settings) -> RegistryClient:
             try:
                 password = Path(settings.registry_password_file).read_text().strip()
             except OSError as exc:
-                raise ImageError("RegistryUnauthorized", f"cannot read registry password file: {exc}") from exc
+                raise ImageError(REGISTRY_UNAUTHORIZED, f"cannot read registry password file: {exc}") from exc
     return RegistryClient(registry, username=username, password=password, insecure=insecure)
 
 
@@ -163,7 +156,7 @@ def ensure_model_image(artifact: VerifiedArtifact, repository: str, settings: Se
         layer = build_model_layer(artifact.local_dir, files)
     except OSError as exc:
         # The work dir is scratch space (an emptyDir): fetching again restores it.
-        raise ImageError("ArtifactUnavailable", f"verified artifact vanished from {artifact.local_dir}: {exc}",
+        raise ImageError(ARTIFACT_UNAVAILABLE, f"verified artifact vanished from {artifact.local_dir}: {exc}",
                          transient=True) from exc
     config_bytes = json.dumps(_model_config(runtime, artifact, layer.diff_id), sort_keys=True,
                               separators=(",", ":")).encode()

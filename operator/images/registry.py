@@ -23,6 +23,9 @@ from typing import Any, Iterable, Mapping
 
 import requests
 
+from irisop_serving.contract import is_sha256
+
+from ..conditions import REGISTRY_ERROR, REGISTRY_UNAUTHORIZED, REGISTRY_UNAVAILABLE, RUNTIME_NOT_FOUND
 from ..pipeline import ImageError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -31,11 +34,6 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST)
 
-# Reasons for ImageError (status conditions).
-REGISTRY_UNAVAILABLE = "RegistryUnavailable"
-REGISTRY_UNAUTHORIZED = "RegistryUnauthorized"
-REGISTRY_ERROR = "RegistryError"
-RUNTIME_NOT_FOUND = "RuntimeImageNotFound"
 
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
@@ -66,7 +64,7 @@ class Reference:
             rest, _, tag = rest.rpartition(":")
         if not rest or rest != rest.lower():
             raise ImageError(REGISTRY_ERROR, f"{ref!r}: repository must be non-empty and lowercase")
-        if digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        if digest and not (digest.startswith("sha256:") and is_sha256(digest[len("sha256:"):])):
             raise ImageError(REGISTRY_ERROR, f"{ref!r}: malformed digest")
         return cls(registry, rest, tag or None, digest or None)
 

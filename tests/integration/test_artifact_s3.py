@@ -57,11 +57,13 @@ def test_static_credentials_from_secret(s3, bucket, tmp_path, settings, monkeypa
     assert fetch_artifact(ModelSource(uri=uri, credentials=creds), settings).sha256
 
 
-def test_secret_without_keys_is_access_denied(s3, bucket, tmp_path, settings):
+def test_secret_without_keys_is_credentials_invalid(s3, bucket, tmp_path, settings):
+    # The same reason (and check) as the reconciler's for a Secret missing a key.
     uri, _ = _upload(s3, bucket, tmp_path)
     with pytest.raises(ArtifactError) as err:
         fetch_artifact(ModelSource(uri=uri, credentials={"AWS_ACCESS_KEY_ID": "x"}), settings)
-    assert err.value.reason == "AccessDenied" and not err.value.transient
+    assert err.value.reason == "CredentialsInvalid" and not err.value.transient
+    assert "missing AWS_SECRET_ACCESS_KEY" in str(err.value)
 
 
 def test_pin_mismatch_downloads_nothing(s3, bucket, tmp_path, settings):
