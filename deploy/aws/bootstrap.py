@@ -29,6 +29,7 @@ def execute(
     publisher: Publisher | None = None,
     recipes: list[Recipe] | None = None,
     registry_host: str = "",
+    sample_out: Path | None = None,
     manifests: Path = DEFAULT_MANIFESTS,
     spec_out: Path | None = None,
     spec_runner: Runner | None = None,
@@ -40,7 +41,7 @@ def execute(
         cfg=cfg, aws=Aws(cfg.region, dry_run=dry_run, out=out), runner=runner, manifests=manifests,
         dry_run=dry_run, purge=purge, spec_out=spec_out, spec_runner=spec_runner, out=out,
         keep_discovery_bucket=keep_discovery_bucket, publisher=publisher, recipes=list(recipes or []),
-        registry_host=registry_host,
+        registry_host=registry_host, sample_out=sample_out,
     )
     ctx.say(f"{'Dry run: would ' if dry_run else ''}{action} cluster {cfg.name} in {cfg.region} "
             f"(region from {cfg.region_source})")

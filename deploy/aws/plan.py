@@ -39,6 +39,8 @@ class Context:
     publisher: "Publisher | None" = None  # builds/pushes the operator's images (tests pass their own)
     recipes: list["Recipe"] = field(default_factory=list)
     images: dict[str, "Published"] = field(default_factory=dict)  # kind -> what was published
+    sample_out: Path | None = None  # where create writes the IrisModel for the sample model
+    sample_sha256: str = ""
     registry_host: str = ""  # empty: this account's ECR registry (tests: a local registry mapped to moto's ECR)
     kept: list[str] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)

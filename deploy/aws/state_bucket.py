@@ -62,8 +62,8 @@ def create_tagged(aws: Aws, cfg: ClusterConfig, name: str) -> bool:
     return False
 
 
-def ensure(aws: Aws, cfg: ClusterConfig) -> str:
-    name = cfg.effective_state_bucket
+def ensure_private(aws: Aws, cfg: ClusterConfig, name: str) -> str:
+    """A private bucket: created unless it exists, versioning, encryption and all four public blocks on."""
     existed = create_tagged(aws, cfg, name)
     fixed = []
     versioning = read_or_none(aws, "get_bucket_versioning", name, "NoSuchBucket") if existed else None
@@ -87,14 +87,21 @@ def ensure(aws: Aws, cfg: ClusterConfig) -> str:
     return f"already exists; turned on {', '.join(fixed)}" if fixed else "already exists"
 
 
-def delete(aws: Aws, cfg: ClusterConfig, purge: bool) -> str:
-    name = cfg.effective_state_bucket
+def ensure(aws: Aws, cfg: ClusterConfig) -> str:
+    return ensure_private(aws, cfg, cfg.effective_state_bucket)
+
+
+def delete_private(aws: Aws, name: str, purge: bool, what: str) -> str:
     if not purge:
-        return f"kept s3://{name} (versioned kops state; --purge deletes it)"
+        return f"kept s3://{name} ({what}; --purge deletes it)"
     if not aws.dry_run and not exists(aws, name):
         return "not found"
     empty_and_delete(aws, name)
     return "deleted (with every object version)"
+
+
+def delete(aws: Aws, cfg: ClusterConfig, purge: bool) -> str:
+    return delete_private(aws, cfg.effective_state_bucket, purge, "versioned kops state")
 
 
 def empty_and_delete(aws: Aws, name: str) -> None:

@@ -17,7 +17,8 @@ import yaml
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from .. import versions
-from . import admin, discovery_bucket, dns, iam, images, irsa, kops, network, registry, state_bucket, validate
+from . import (admin, discovery_bucket, dns, iam, images, irsa, kops, network, registry, sample_model, state_bucket,
+               validate)
 from .config import ClusterConfig
 from .plan import Context, Step, StepError
 from .runner import CommandFailed, Result, Runner, require
@@ -214,6 +215,19 @@ def _operator_role(ctx: Context) -> str:
     return f"{name} ({ctx.operator_role_arn})"
 
 
+def _sample(ctx: Context) -> str:
+    from irisop_model.upload import UploadError
+
+    try:
+        status, ctx.sample_sha256 = sample_model.ensure(ctx.aws, ctx.cfg)
+    except UploadError as exc:
+        raise StepError(str(exc)) from exc
+    if ctx.sample_out is not None and not ctx.dry_run:
+        ctx.sample_out.write_text(sample_model.irismodel_manifest(ctx.cfg, ctx.sample_sha256))
+        status += f"; {ctx.sample_out} points at it"
+    return status
+
+
 def image_repositories(cfg: ClusterConfig) -> dict[str, str]:
     """Where each image kind goes (see images.py for why the runtime shares the model repository)."""
     return {"operator": cfg.operator_repository, "runtime": cfg.model_repository}
@@ -325,6 +339,13 @@ def create_steps(cfg: ClusterConfig) -> list[Step]:
              _guard(lambda c: discovery_bucket.ensure(c.aws, c.cfg)),
              "would create it unless it exists: encrypted, ACLs disabled, anonymous read of "
              f"{' and '.join(discovery_bucket.public_keys(cfg))} only"),
+        Step(f"model bucket s3://{cfg.effective_model_bucket}",
+             _guard(lambda c: state_bucket.ensure_private(c.aws, c.cfg, c.cfg.effective_model_bucket)),
+             "would create it unless it exists (private, versioned, encrypted): the operator may read only this "
+             "bucket"),
+        Step(f"sample model {sample_model.uri(cfg)}", _guard(_sample),
+             "would train the Iris model and upload it unless a model.json is there, and write an IrisModel "
+             "manifest for it"),
         Step(f"VPC {cfg.vpc_cidr}", _guard(_vpc),
              f"would create the VPC and its internet gateway unless a VPC tagged irisop.dev/cluster={cfg.name} exists"),
         Step(_zone_title(cfg), _guard(lambda c: dns.ensure(c.aws, c.cfg, c.vpc_id)), _zone_intent(cfg, "create")),
@@ -386,6 +407,10 @@ def delete_steps(cfg: ClusterConfig) -> list[Step]:
         Step(_zone_title(cfg), _guard(lambda c: dns.delete(c.aws, c.cfg)), _zone_intent(cfg, "delete")),
         Step(f"VPC {cfg.vpc_cidr}", _guard(lambda c: network.delete(c.aws, c.cfg)),
              "would delete its gateway, route tables, subnets, security groups and the VPC, if it exists"),
+        Step(f"model bucket s3://{cfg.effective_model_bucket}",
+             _guard(lambda c: _keep(c, state_bucket.delete_private(c.aws, c.cfg.effective_model_bucket, c.purge,
+                                                                   "the models"))),
+             "would keep it (without --purge), or delete every object version and the bucket (--purge)"),
         Step(f"state bucket {cfg.state_store}",
              _guard(lambda c: _keep(c, state_bucket.delete(c.aws, c.cfg, c.purge))),
              "would keep it (without --purge), or delete every object version and the bucket (--purge)"),
@@ -393,10 +418,13 @@ def delete_steps(cfg: ClusterConfig) -> list[Step]:
 
 
 def next_steps(ctx: Context) -> str:
-    sample = Path(__file__).resolve().parents[1] / "examples" / "irismodel.yaml"
-    return "\n".join([
-        "Next: apply the sample IrisModel and watch it become Ready:",
-        f"  {shlex.join(['kubectl', '--context', ctx.cfg.name, 'apply', '-f', str(sample)])}",
-        f"  kubectl --context {shlex.quote(ctx.cfg.name)} get irismodels -A -w",
-        f"Model artifacts go to s3://{ctx.cfg.effective_model_bucket}/ (the operator may only read that bucket).",
-    ])
+    manifest = ctx.sample_out or sample_model.EXAMPLE
+    lines = ["Next: apply the sample IrisModel (the sample model is already in the model bucket) and watch it "
+             "become Ready:",
+             f"  {shlex.join(['kubectl', '--context', ctx.cfg.name, 'apply', '-f', str(manifest)])}",
+             f"  kubectl --context {shlex.quote(ctx.cfg.name)} get irismodels -A -w"]
+    if ctx.sample_out is None:
+        lines.append(f"  (set spec.model.uri to {sample_model.uri(ctx.cfg)} first)")
+    lines.append(f"Model artifacts go to s3://{ctx.cfg.effective_model_bucket}/ (the operator may only read that "
+                 "bucket).")
+    return "\n".join(lines)

@@ -6,6 +6,7 @@ is created by the real code path and then inspected through boto3.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 
@@ -59,11 +60,25 @@ def _inventory(c, cfg):
     }
 
 
-def test_create_builds_every_aws_resource_as_specified(moto, kops_recorder):
+def test_create_builds_every_aws_resource_as_specified(moto, kops_recorder, tmp_path):
     cfg = _cfg()
-    ctx, out = _run(cfg, "create", kops_recorder)
+    sample = tmp_path / "iris.irismodel.yaml"
+    ctx, out = _run(cfg, "create", kops_recorder, sample_out=sample)
     c = _clients()
     bucket = cfg.effective_state_bucket
+
+    # The model bucket (private) with a first model in it, and an IrisModel that names it.
+    models = cfg.effective_model_bucket
+    assert c["s3"].get_public_access_block(Bucket=models)["PublicAccessBlockConfiguration"]["BlockPublicPolicy"]
+    assert c["s3"].get_bucket_versioning(Bucket=models)["Status"] == "Enabled"
+    meta = json.loads(c["s3"].get_object(Bucket=models, Key="iris/v1/model.json")["Body"].read())
+    model_file = c["s3"].get_object(Bucket=models, Key=f"iris/v1/{meta['model_file']}")["Body"].read()
+    assert hashlib.sha256(model_file).hexdigest() == meta["sha256"]
+    irismodel = yaml.safe_load(sample.read_text())
+    assert irismodel["kind"] == "IrisModel"
+    assert irismodel["spec"]["model"] == {"uri": f"s3://{models}/iris/v1/", "sha256": meta["sha256"],
+                                          "format": "joblib"}
+    assert f"kubectl --context {NAME} apply -f {sample}" in out
 
     assert c["s3"].get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     rules = c["s3"].get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
@@ -205,12 +220,14 @@ def test_delete_keeps_state_and_images_and_purge_removes_everything(moto, kops_r
     ctx, out = _run(cfg, "delete", kops_recorder)
 
     left = _inventory(c, cfg)
-    assert left == {"buckets": [cfg.effective_state_bucket], "vpcs": [], "igws": [], "zones": [],
+    assert left == {"buckets": sorted([cfg.effective_model_bucket, cfg.effective_state_bucket]), "vpcs": [],
+                    "igws": [], "zones": [],
                     "repos": ["irisop/models", "irisop/operator"], "policies": [], "instances": [], "roles": []}
     assert kops_recorder.spec is None
     kept = next(line for line in out.splitlines() if line.startswith("Kept: "))
     assert f"kept s3://{cfg.effective_state_bucket} (versioned kops state" in kept
     assert "kept irisop/operator, irisop/models (images" in kept
+    assert f"kept s3://{cfg.effective_model_bucket} (the models; --purge deletes it)" in kept
 
     _, out = _run(cfg, "delete", kops_recorder, purge=True)
 
