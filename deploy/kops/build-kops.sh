@@ -42,7 +42,7 @@ fi
 
 export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOFLAGS="-buildvcs=false -mod=mod"
 export CGO_ENABLED=0
-# kops 1.32 declares `go 1.24`; the machine's newer Go builds it without a toolchain download.
+# kops 1.36.2 declares `go 1.26.5`; the machine's Go (1.26.x, newer patch) builds it without a toolchain download.
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 work="$CACHE/kops/$KOPS_VERSION/module"
 mkdir -p "$BIN" "$work"
