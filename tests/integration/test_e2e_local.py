@@ -15,8 +15,6 @@ IrisModel removes every child and pod.
 from __future__ import annotations
 
 import copy
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ import yaml
 from irisop_operator import names
 from tests.fixtures.aws import upload_dir
 from tests.fixtures.cluster import wait_for
+from tests.fixtures.load import ServiceLoad
 from tests.fixtures.operator import Kube
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -99,7 +98,7 @@ def test_user_journey_on_a_real_node(crd, e2e_operator, namespace, s3, tmp_path)
     # 2. A new model version rolls out while requests keep flowing: zero failures.
     uri2, sha2 = train_and_upload(s3, tmp_path, f"{namespace}/v2", seed=7)
     assert sha2 != sha1
-    load = _Load(url)
+    load = ServiceLoad(url)
     load.start()
     crd.patch_model(namespace, name, {"spec": {"model": {"uri": uri2}}})
     wait_for(lambda: serving_sha(crd, namespace, name) == sha2, timeout=60, what="status to name the new model")
@@ -163,32 +162,3 @@ def _try(fn, *args):
         return fn(*args)
     except requests.RequestException:
         return None
-
-
-class _Load(threading.Thread):
-    """Bounded background requests to the Service (loopback-routed ClusterIP only)."""
-
-    def __init__(self, url: str, max_seconds: float = 300) -> None:
-        super().__init__(daemon=True)
-        self.url, self.max_seconds = url, max_seconds
-        self.ok, self.failures, self.shas = 0, [], set()
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        deadline = time.monotonic() + self.max_seconds
-        while not self._halt.is_set() and time.monotonic() < deadline:
-            try:
-                answer = predict(self.url)
-                assert answer["predictions"] == list(REFERENCE.values())
-                self.ok += 1
-                self.shas.add(answer["model_sha256"])
-            except (requests.RequestException, AssertionError, KeyError) as exc:
-                self.failures.append(repr(exc))
-            time.sleep(0.05)
-
-    def seen(self, sha: str) -> bool:
-        return sha in self.shas
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=10)
