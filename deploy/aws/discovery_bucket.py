@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import json
 
-from botocore.exceptions import ClientError
-
 from .config import ClusterConfig
-from .gateway import Aws, error_code
+from .gateway import Aws
 from .state_bucket import ENCRYPTION, create_tagged, empty_and_delete, exists, read_or_none
 
 # Public policies allowed (the two documents need one); public ACLs never.
@@ -82,14 +80,11 @@ def ensure(aws: Aws, cfg: ClusterConfig) -> str:
 
 
 def _ours(aws: Aws, cfg: ClusterConfig, name: str) -> bool:
-    try:
-        tags = aws.read("s3", "get_bucket_tagging", Bucket=name)
-    except ClientError as exc:
-        if error_code(exc) == "NoSuchTagSet":
-            return False
-        raise
+    if aws.dry_run:
+        return True  # nothing is asked in a dry run: show the deletion it would make
+    tags = read_or_none(aws, "get_bucket_tagging", name, "NoSuchTagSet")
     key, value = cfg.ownership_tag
-    return tags is None or {"Key": key, "Value": value} in tags.get("TagSet", [])
+    return tags is not None and {"Key": key, "Value": value} in tags.get("TagSet", [])
 
 
 def delete(aws: Aws, cfg: ClusterConfig, keep: bool) -> str:

@@ -11,6 +11,7 @@ over HTTP to moto_server. test_kops_real.py runs the real kops.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -33,11 +34,17 @@ def _missing(message: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def moto_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def moto_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Extra environment for moto_server itself (a module overrides it, e.g. MOTO_AMIS_PATH)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def moto_port(tmp_path_factory: pytest.TempPathFactory, moto_env: dict[str, str]) -> Iterator[int]:
     if shutil.which("moto_server") is None:
         _missing("moto_server not installed: pip install 'moto[server]' (in the test extra)")
     port = free_port()
-    server = moto_server(port=port, home=tmp_path_factory.mktemp("moto"))
+    server = dataclasses.replace(moto_server(port=port, home=tmp_path_factory.mktemp("moto")), env=moto_env)
     server.start()
     try:
         yield port

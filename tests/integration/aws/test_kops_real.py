@@ -22,7 +22,6 @@ create instances that never boot and wait on a control plane that cannot exist.
 """
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import os
@@ -39,8 +38,8 @@ from irisop_deploy.aws.config import ClusterConfig
 from irisop_deploy.aws.gateway import Aws
 from irisop_deploy.aws.plan import Context
 from irisop_deploy.aws.runner import DryRunRunner, SubprocessRunner, require
-from irisop_deploy.local.moto import endpoint_url, moto_server
-from irisop_deploy.local.process import cache_dir, free_port
+from irisop_deploy.local.moto import endpoint_url
+from irisop_deploy.local.process import cache_dir
 
 from tests.integration.aws.kops_fakes import channel_amis, placeholder_hashes, warm_pool_fix
 
@@ -59,18 +58,11 @@ def _require_kops() -> None:
 
 
 @pytest.fixture(scope="module")
-def moto_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """moto_server that also knows the Ubuntu images kops' channel asks for (shadows conftest's)."""
+def moto_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """moto_server also knows the Ubuntu images kops' channel asks for (overrides conftest's)."""
     _require_kops()
-    home = tmp_path_factory.mktemp("moto-kops")
-    port = free_port()
-    server = dataclasses.replace(moto_server(port=port, home=home),
-                                 env={"MOTO_AMIS_PATH": str(channel_amis(CHANNEL, home / "amis.json"))})
-    server.start()
-    try:
-        yield port
-    finally:
-        server.stop()
+    amis = channel_amis(CHANNEL, tmp_path_factory.mktemp("moto-amis") / "amis.json")
+    return {"MOTO_AMIS_PATH": str(amis)}
 
 
 @pytest.fixture
