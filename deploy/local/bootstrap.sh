@@ -47,12 +47,12 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 #   wrk                              load generator for the benchmarks
 #   apache2-utils                    htpasswd for the registry's basic auth
 #   python3-venv                     the project's own Python environments
-#   iproute2 kmod                    `ip` and `modprobe` for the node's network (not in minbase)
+#   kmod                             `modprobe br_netfilter` for the node (iproute2, kmod: not in minbase)
 # tests/unit/test_tool_packages.py checks that every external tool the code and
 # the tests run comes from a package in this list.
 APT_PACKAGES=(etcd-server podman buildah runc skopeo uidmap catatonit docker-registry debootstrap
               containernetworking-plugins conntrack iptables iproute2 socat wrk apache2-utils
-              python3-venv iproute2 kmod)
+              python3-venv kmod)
 
 install_apt_packages() {
   local missing=() p svc
@@ -123,9 +123,10 @@ if [ "$python_only" = 1 ]; then
   exit 0
 fi
 
-log "Kubernetes, containerd, CoreDNS and metrics-server (built once from the Go module proxy, then cached)"
+log "Kubernetes, containerd, CoreDNS, metrics-server and SeaweedFS (built once from the Go module proxy, then cached)"
 "$here/build-kube.sh" kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy >/dev/null
 "$here/build-node-runtime.sh" >/dev/null
+"$here/build-seaweedfs.sh" >/dev/null
 "$here/build-metrics-server.sh" >/dev/null
 if [ "$with_kops" = 1 ]; then
   log "kops (built once, then cached)"

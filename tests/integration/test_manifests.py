@@ -163,7 +163,7 @@ def assert_server_dry_run_accepts(kubectl: str, cluster, directory: Path) -> Non
 
 
 @pytest.mark.parametrize("overlay", ["local", "aws"])
-def test_server_side_dry_run_accepts_every_object(kubectl, kube_cluster, overlay):  # noqa: F811
+def test_server_side_dry_run_accepts_every_object(kubectl, kube_cluster, overlay):
     install_prerequisites(kubectl, kube_cluster)
     assert_server_dry_run_accepts(kubectl, kube_cluster, OVERLAYS[overlay])
 

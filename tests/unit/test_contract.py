@@ -49,7 +49,12 @@ def test_skops_metadata_parses() -> None:
 def test_size_bytes_is_optional() -> None:
     doc = valid()
     del doc["size_bytes"]
-    parse_metadata(doc)
+    without = parse_metadata(doc)
+    with_size = parse_metadata(valid())
+    # Everything the operator and the server rely on is the same without it.
+    assert (without.sha256, without.format, without.model_file, without.sklearn_version) == \
+        (with_size.sha256, with_size.format, with_size.model_file, with_size.sklearn_version)
+    assert "size_bytes" not in without.raw and "size_bytes" in with_size.raw
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ def test_a_different_seed_gives_a_different_model() -> None:
     assert hashlib.sha256(a).digest() != hashlib.sha256(b).digest()
 
 
-def test_skops_archive_has_no_timestamps_or_id_names(trained) -> None:  # noqa: F811
+def test_skops_archive_has_no_timestamps_or_id_names(trained) -> None:
     data = dump_bytes(trained.estimator, "skops")
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         infos = zf.infolist()
@@ -60,7 +60,7 @@ def _walk_ids(node):
             yield from _walk_ids(item)
 
 
-def test_skops_file_loads_with_no_extra_trusted_types(trained) -> None:  # noqa: F811
+def test_skops_file_loads_with_no_extra_trusted_types(trained) -> None:
     import skops.io as sio
 
     data = dump_bytes(trained.estimator, "skops")
@@ -70,7 +70,7 @@ def test_skops_file_loads_with_no_extra_trusted_types(trained) -> None:  # noqa:
     np.testing.assert_array_equal(loaded.predict_proba(rows), trained.estimator.predict_proba(rows))
 
 
-def test_joblib_file_round_trips(trained) -> None:  # noqa: F811
+def test_joblib_file_round_trips(trained) -> None:
     loaded = joblib.load(io.BytesIO(dump_bytes(trained.estimator, "joblib")))
     np.testing.assert_array_equal(loaded.coef_, trained.estimator.coef_)
 
@@ -80,14 +80,14 @@ def test_unknown_format_is_refused() -> None:
         check_format("pickle")
 
 
-def test_model_predicts_the_reference_rows(trained) -> None:  # noqa: F811
+def test_model_predicts_the_reference_rows(trained) -> None:
     rows = np.array([[5.1, 3.5, 1.4, 0.2], [6.0, 2.9, 4.5, 1.5], [6.9, 3.1, 5.4, 2.1]])
     assert [CLASSES[i] for i in trained.estimator.predict(rows)] == list(CLASSES)
     assert trained.estimator.n_features_in_ == len(FEATURES)
     assert not hasattr(trained.estimator, "feature_names_in_")
 
 
-def test_metrics_are_plausible(trained) -> None:  # noqa: F811
+def test_metrics_are_plausible(trained) -> None:
     metrics = trained.metrics()
     assert 0.9 <= metrics["holdout_accuracy"] <= 1.0
     assert len(metrics["cv_scores"]) == trained.params.cv_folds
@@ -97,7 +97,7 @@ def test_metrics_are_plausible(trained) -> None:  # noqa: F811
 
 
 @pytest.mark.parametrize("fmt", sorted(MODEL_FILES))
-def test_metadata_is_accepted_by_the_contract(trained, fmt: str) -> None:  # noqa: F811
+def test_metadata_is_accepted_by_the_contract(trained, fmt: str) -> None:
     data = dump_bytes(trained.estimator, fmt)
     meta = build_metadata(trained, fmt, data, FIXED_TIME)
     parsed = parse_metadata(meta)
@@ -113,7 +113,7 @@ def test_metadata_is_accepted_by_the_contract(trained, fmt: str) -> None:  # noq
     assert meta["schema_version"] == 1
 
 
-def test_artifact_directory_contents(tmp_path: Path, trained) -> None:  # noqa: F811
+def test_artifact_directory_contents(tmp_path: Path, trained) -> None:
     meta = write_artifact(tmp_path, trained, "joblib", created_at=FIXED_TIME)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["model.joblib", "model.json", "holdout.json", PLOT_FILE, CARD_FILE])
     assert json.loads((tmp_path / "model.json").read_text()) == meta
@@ -122,12 +122,12 @@ def test_artifact_directory_contents(tmp_path: Path, trained) -> None:  # noqa: 
     assert meta["sha256"] in card and "Hold-out accuracy" in card
 
 
-def test_switching_format_removes_the_other_model_file(tmp_path: Path, trained) -> None:  # noqa: F811
+def test_switching_format_removes_the_other_model_file(tmp_path: Path, trained) -> None:
     write_artifact(tmp_path, trained, "joblib", created_at=FIXED_TIME)
     write_artifact(tmp_path, trained, "skops", created_at=FIXED_TIME)
     assert not (tmp_path / "model.joblib").exists()
     assert (tmp_path / "model.skops").exists()
 
 
-def test_estimator_name_is_the_public_path(trained) -> None:  # noqa: F811
+def test_estimator_name_is_the_public_path(trained) -> None:
     assert estimator_name(trained.estimator) == "sklearn.linear_model.LogisticRegression"

@@ -25,7 +25,7 @@ def test_valid_artifacts_load_with_the_fast_path(request: pytest.FixtureRequest,
     assert model.predictor.predict_proba(REFERENCE.copy()).argmax(axis=1).tolist() == [0, 1, 2]
 
 
-def test_expected_sha_that_matches(artifact_dir: Path) -> None:  # noqa: F811
+def test_expected_sha_that_matches(artifact_dir: Path) -> None:
     sha = json.loads((artifact_dir / "model.json").read_text())["sha256"]
     assert load_model(artifact_dir, expected_sha256=sha).sha256 == sha
 
@@ -43,42 +43,42 @@ def test_missing_model_json(tmp_path: Path) -> None:
     refused(tmp_path, "model.json not found")
 
 
-def test_model_json_not_json(tmp_path: Path, artifact_dir: Path) -> None:  # noqa: F811
+def test_model_json_not_json(tmp_path: Path, artifact_dir: Path) -> None:
     d = copy_artifact(artifact_dir, tmp_path / "a")
     (d / "model.json").write_text("{not json")
     refused(d, "is not valid JSON")
 
 
-def test_model_json_against_the_contract(tmp_path: Path, artifact_dir: Path) -> None:  # noqa: F811
+def test_model_json_against_the_contract(tmp_path: Path, artifact_dir: Path) -> None:
     d = copy_artifact(artifact_dir, tmp_path / "a")
     edit_metadata(d, class_names=["a", "b", "c"])
     refused(d, "are not the Iris classes")
 
 
-def test_missing_model_file(tmp_path: Path, artifact_dir: Path) -> None:  # noqa: F811
+def test_missing_model_file(tmp_path: Path, artifact_dir: Path) -> None:
     d = copy_artifact(artifact_dir, tmp_path / "a")
     (d / "model.joblib").unlink()
     refused(d, "model file .* not found")
 
 
-def test_tampered_model_file(tmp_path: Path, artifact_dir: Path) -> None:  # noqa: F811
+def test_tampered_model_file(tmp_path: Path, artifact_dir: Path) -> None:
     d = copy_artifact(artifact_dir, tmp_path / "a")
     with open(d / "model.joblib", "ab") as fh:
         fh.write(b"\0")
     refused(d, "sha256 mismatch: model.joblib is [0-9a-f]{64}, model.json says")
 
 
-def test_wrong_expected_sha(artifact_dir: Path) -> None:  # noqa: F811
+def test_wrong_expected_sha(artifact_dir: Path) -> None:
     refused(artifact_dir, "IRISOP_EXPECTED_SHA256 is " + "f" * 64, expected_sha256="f" * 64)
 
 
-def test_other_sklearn_minor(tmp_path: Path, artifact_dir: Path) -> None:  # noqa: F811
+def test_other_sklearn_minor(tmp_path: Path, artifact_dir: Path) -> None:
     d = copy_artifact(artifact_dir, tmp_path / "a")
     edit_metadata(d, versions={"scikit-learn": "0.24.2", "joblib": "1.0"})
     refused(d, "trained with scikit-learn 0.24.2, this server runs")
 
 
-def test_unloadable_file_with_matching_sha(tmp_path: Path, artifact_dir: Path) -> None:  # noqa: F811
+def test_unloadable_file_with_matching_sha(tmp_path: Path, artifact_dir: Path) -> None:
     # Someone rewrote both the file and its sha: the load itself must fail cleanly.
     import hashlib
 
@@ -123,7 +123,7 @@ def test_estimator_with_wrong_feature_count(tmp_path: Path) -> None:
     refused(d, "estimator expects 3 features")
 
 
-def test_fast_path_matches_predict_proba(trained) -> None:  # noqa: F811
+def test_fast_path_matches_predict_proba(trained) -> None:
     predictor = build_predictor(trained.estimator)
     assert predictor.kind == "fast:LogisticRegression"
     rows = np.random.default_rng(5).uniform(-5, 15, size=(500, 4))
@@ -141,7 +141,7 @@ def test_unknown_estimator_falls_back(tmp_path: Path) -> None:
     np.testing.assert_array_equal(predictor.predict_proba(REFERENCE), tree.predict_proba(REFERENCE))
 
 
-def test_fast_path_that_disagrees_is_not_used(trained, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_fast_path_that_disagrees_is_not_used(trained, monkeypatch: pytest.MonkeyPatch) -> None:
     from irisop_serving import predictor as predictor_module
 
     def off_by_a_little(estimator):
@@ -156,7 +156,7 @@ def test_fast_path_that_disagrees_is_not_used(trained, monkeypatch: pytest.Monke
     assert build_predictor(trained.estimator).kind == "estimator:LogisticRegression"
 
 
-def test_subclass_is_not_taken_for_the_known_type(trained) -> None:  # noqa: F811
+def test_subclass_is_not_taken_for_the_known_type(trained) -> None:
     from sklearn.linear_model import LogisticRegression
 
     from irisop_model.training import load_data
@@ -173,7 +173,7 @@ def test_reference_rows_constant() -> None:
     np.testing.assert_array_equal(loader.REFERENCE_ROWS, REFERENCE)
 
 
-def test_isolated_load_keeps_sklearn_out_of_the_server_process(artifact_dir: Path) -> None:  # noqa: F811
+def test_isolated_load_keeps_sklearn_out_of_the_server_process(artifact_dir: Path) -> None:
     import sys
 
     from tests.fixtures.tools import run
@@ -187,7 +187,7 @@ def test_isolated_load_keeps_sklearn_out_of_the_server_process(artifact_dir: Pat
     assert out.split() == ["fast:LogisticRegression", "True", "False"]
 
 
-def test_extracted_weights_that_disagree_are_not_used(trained) -> None:  # noqa: F811
+def test_extracted_weights_that_disagree_are_not_used(trained) -> None:
     from irisop_serving.loader import fast_predictor_from
 
     checks = check_set()

@@ -45,6 +45,7 @@ TOOLS: dict[str, str] = {
     "wrk": "the serving and local-cluster benchmarks",
     "htpasswd": "the registry's basic auth in tests",
     "ip": "the local node's bridge and the stack's own interface",
+    "ss": "which addresses the stack's services listen on (tests)",
     "modprobe": "br_netfilter for the local node",
     "taskset": "pinning benchmark servers to a CPU",
     "tar": "base-image rootfs tarballs",
@@ -70,11 +71,15 @@ _COMMAND = re.compile(r"""(?:(?:\brun|Popen|check_call|check_output|_run)\(\s*\[
                       r"""(?:which|system_binary|require_tool)\()\s*["']([a-z][a-zA-Z0-9_.-]*)["']""")
 
 
-def apt_packages() -> set[str]:
+def apt_packages_in_order() -> list[str]:
     text = BOOTSTRAP.read_text()
     block = re.search(r"^APT_PACKAGES=\((.*?)\)", text, re.S | re.M)
     assert block, "APT_PACKAGES=(...) not found in bootstrap.sh"
-    return set(block.group(1).split())
+    return block.group(1).split()
+
+
+def apt_packages() -> set[str]:
+    return set(apt_packages_in_order())
 
 
 def _dpkg_owner(path: str) -> str | None:
@@ -138,3 +143,9 @@ def test_every_command_the_code_runs_is_accounted_for() -> None:
     unaccounted = {name: where for name, where in found.items()
                    if name not in known and shutil.which(name, path=SEARCH_PATH)}
     assert unaccounted == {}, f"add these to TOOLS (and their package to bootstrap.sh): {unaccounted}"
+
+
+def test_apt_packages_are_listed_once() -> None:
+    # A duplicate hides which concern still needs a package when another drops it.
+    names = apt_packages_in_order()
+    assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
