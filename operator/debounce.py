@@ -7,6 +7,10 @@ one. This is the workqueue "add after" of Go controllers: one timer thread
 hands due keys to a small pool, so 500 IrisModels settling at once publish in
 parallel (a serial loop made status the bottleneck: 500 x ~115 ms at N=500 in
 benchmarks/operator_scale.py). A key is never run twice at the same time.
+
+The clock is injected (``time.monotonic`` by default) so the tests move time
+instead of sleeping; after moving it they call ``poke()``, since the timer
+thread otherwise sleeps until the deadline it computed from the old time.
 """
 from __future__ import annotations
 
@@ -20,9 +24,11 @@ log = logging.getLogger(__name__)
 
 
 class Debouncer:
-    def __init__(self, delay: float, fn: Callable[[Any], None], name: str = "debouncer", workers: int = 8) -> None:
+    def __init__(self, delay: float, fn: Callable[[Any], None], name: str = "debouncer", workers: int = 8,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.delay = delay
         self.fn = fn
+        self._clock = clock
         self._due: dict[Hashable, float] = {}
         self._latest: dict[Hashable, Any] = {}
         self._running: set[Hashable] = set()
@@ -35,7 +41,12 @@ class Debouncer:
         with self._cond:
             self._latest[key] = value
             # The first request of a burst sets the deadline; later ones only refresh the value.
-            self._due.setdefault(key, time.monotonic() + self.delay)
+            self._due.setdefault(key, self._clock() + self.delay)
+            self._cond.notify()
+
+    def poke(self) -> None:
+        """Look at the deadlines again now (the clock moved by more than the timer thread knows)."""
+        with self._cond:
             self._cond.notify()
 
     def pending(self) -> int:
@@ -51,7 +62,7 @@ class Debouncer:
                     self._cond.wait()
                     continue
                 key, due = min(ready, key=lambda kv: kv[1])
-                wait = due - time.monotonic()
+                wait = due - self._clock()
                 if wait > 0:
                     self._cond.wait(wait)
                     continue
