@@ -101,6 +101,18 @@ def _schemas(max_rows: int) -> dict[str, Any]:
                 "classes": {"const": list(CLASSES)},
                 "predictor": {"type": "string", "description": "fast:<estimator> (numpy path, checked against the estimator) or estimator:<estimator>"},
                 "server": {"type": "object", "additionalProperties": {"type": "string"}},
+                "quality": {
+                    "description": "What the quality gate measured on the artifact's held-out rows (null without a check set)",
+                    "type": ["object", "null"],
+                    "properties": {
+                        "accuracy": {"type": "number", "minimum": 0, "maximum": 1},
+                        "rows": {"type": "integer", "minimum": 1},
+                        "claimed": {"type": ["number", "null"]},
+                        "min_accuracy": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                    },
+                    "required": ["accuracy", "rows", "claimed", "min_accuracy"],
+                    "additionalProperties": False,
+                },
             },
             "required": ["ready", "sha256", "format", "model_file", "features", "classes", "predictor", "server"],
             "additionalProperties": False,
