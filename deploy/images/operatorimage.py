@@ -10,42 +10,28 @@ pip in the build trusts it, no layer carries it.
 """
 from __future__ import annotations
 
-import hashlib
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from .content import LocalImage, content_key, source_files
 
 OPERATOR_REPO = "localhost/irisop/operator"
 # What the build context holds (mirrors .dockerignore's intent: sources and
 # packaging only). A change to any of these makes a new image key.
 _CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "setup.cfg", "constraints.txt", "README.md")
 _CONTEXT_DIRS = ("operator", "serving", "model", "deploy")
-_SKIP_PARTS = {"__pycache__", ".pytest_cache"}
 
 
 class OperatorImageError(RuntimeError):
     """The operator image could not be built or pushed; the message carries podman's output."""
 
 
-@dataclass(frozen=True)
-class OperatorImage:
-    ref: str  # local containers-storage reference
-    key: str
-    built: bool  # False when an image with this key already existed
-    seconds: float
-
-
 def context_key(repo_root: Path, base_image_id: str) -> str:
     """Content hash of the build context and the base image (pure)."""
-    digest = hashlib.sha256(f"base={base_image_id}\n".encode())
     files = [repo_root / name for name in _CONTEXT_FILES if (repo_root / name).is_file()]
     for directory in _CONTEXT_DIRS:
-        files += sorted(p for p in (repo_root / directory).rglob("*")
-                        if p.is_file() and not _SKIP_PARTS.intersection(p.parts) and p.suffix != ".pyc")
-    for path in files:
-        digest.update(str(path.relative_to(repo_root)).encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:20]
+        files += source_files(repo_root / directory)
+    return content_key(f"base={base_image_id}\n", [(str(p.relative_to(repo_root)), p) for p in files])
 
 
 def podman_build_argv(repo_root: Path, tag: str, base_image: str, extra_ca: Path | None = None) -> list[str]:
@@ -59,7 +45,7 @@ def podman_build_argv(repo_root: Path, tag: str, base_image: str, extra_ca: Path
 
 
 def ensure_operator_image(repo_root: Path, *, extra_ca: Path | None = None,
-                          base_image: str | None = None) -> OperatorImage:
+                          base_image: str | None = None) -> LocalImage:
     """Build the operator image unless one with the same content key exists."""
     from .baseimage import BASE_IMAGE, ImageBuildError, ensure_base_image, image_id, run
 
@@ -72,14 +58,14 @@ def ensure_operator_image(repo_root: Path, *, extra_ca: Path | None = None,
     key = context_key(repo_root, base_id)
     ref = f"{OPERATOR_REPO}:o-{key}"
     if image_id(ref):
-        return OperatorImage(ref, key, built=False, seconds=time.monotonic() - start)
+        return LocalImage(ref, key, built=False, seconds=time.monotonic() - start)
     if extra_ca is not None and not extra_ca.is_file():
         raise OperatorImageError(f"extra CA bundle {extra_ca} is not a file")
     try:
         run(podman_build_argv(repo_root, ref, base_image, extra_ca))
     except ImageBuildError as exc:
         raise OperatorImageError(f"operator image build failed: {exc}") from exc
-    return OperatorImage(ref, key, built=True, seconds=time.monotonic() - start)
+    return LocalImage(ref, key, built=True, seconds=time.monotonic() - start)
 
 
 def publish_operator_image(repo_root: Path, repository: str, *, extra_ca: Path | None = None,

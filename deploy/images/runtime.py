@@ -22,16 +22,16 @@ top through the registry API, in seconds.
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib.util
 import json
 import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+from .content import LocalImage, content_key, source_files
 
 RUNTIME_REPO = "localhost/irisop/runtime"
 KEEP_RUNTIME_IMAGES = 3  # local builds kept after a new one (see prune_runtime_images)
@@ -43,19 +43,10 @@ SERVING = "serving"  # the serving package's folder name inside the Bento build 
 BENTOFILE = Path(SERVING) / "bentofile.yaml"
 # Where the extra CA bundle appears inside build containers (RUN steps only).
 EXTRA_CA_MOUNT = "/run/irisop-extra-ca.pem"
-_SKIP_PARTS = {"__pycache__", ".pytest_cache"}
 
 
 class RuntimeBuildError(RuntimeError):
     """bentoml or buildah failed; the message carries the tail of their output."""
-
-
-@dataclass(frozen=True)
-class RuntimeImage:
-    ref: str  # local containers-storage reference
-    key: str
-    built: bool  # False when an image with this key already existed
-    seconds: float
 
 
 def serving_sources(source_root: Path | None = None) -> Path:
@@ -68,23 +59,12 @@ def serving_sources(source_root: Path | None = None) -> Path:
     return Path(list(spec.submodule_search_locations)[0]).resolve()
 
 
-def _serving_files(serving: Path) -> list[Path]:
-    return sorted(p for p in serving.rglob("*")
-                  if p.is_file() and not _SKIP_PARTS.intersection(p.relative_to(serving).parts)
-                  and p.suffix != ".pyc")
-
-
 def source_key(source_root: Path | None, base_image_id: str, bentoml_version: str) -> str:
     """Content hash of everything the runtime image is built from."""
-    digest = hashlib.sha256()
-    digest.update(f"base={base_image_id}\nbentoml={bentoml_version}\n".encode())
     serving = serving_sources(source_root)
     named = [(_CONTAINERFILE_KEY_NAME, CONTAINERFILE)]
-    named += [(f"{SERVING}/{p.relative_to(serving)}", p) for p in _serving_files(serving)]
-    for name, path in named:
-        digest.update(name.encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:20]
+    named += [(f"{SERVING}/{p.relative_to(serving)}", p) for p in source_files(serving)]
+    return content_key(f"base={base_image_id}\nbentoml={bentoml_version}\n", named)
 
 
 def buildah_argv(context: Path, containerfile: Path, tag: str, base_image: str,
@@ -126,7 +106,7 @@ def build_bento(source_root: Path | None, home: Path, env: dict[str, str]) -> Pa
     if not (serving / BENTOFILE.name).exists():
         raise RuntimeBuildError(f"{serving / BENTOFILE.name} not found")
     context = home / "context"
-    for path in _serving_files(serving):
+    for path in source_files(serving):
         target = context / SERVING / path.relative_to(serving)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
@@ -140,7 +120,7 @@ def build_bento(source_root: Path | None, home: Path, env: dict[str, str]) -> Pa
 
 def ensure_runtime_image(source_root: Path | None = None, *, base_image: str | None = None,
                          extra_ca: Path | None = None, rebuild: bool = False, layers: bool = True,
-                         tag: str | None = None) -> RuntimeImage:
+                         tag: str | None = None) -> LocalImage:
     """Build the runtime image unless one with the same content key exists."""
     from importlib.metadata import version
 
@@ -155,7 +135,7 @@ def ensure_runtime_image(source_root: Path | None = None, *, base_image: str | N
     key = source_key(source_root, base_id, version("bentoml"))
     ref = tag or f"{RUNTIME_REPO}:r-{key}"
     if not rebuild and image_id(ref):
-        return RuntimeImage(ref, key, built=False, seconds=time.monotonic() - start)
+        return LocalImage(ref, key, built=False, seconds=time.monotonic() - start)
     if extra_ca is not None and not extra_ca.is_file():
         raise RuntimeBuildError(f"extra CA bundle {extra_ca} is not a file")
     with tempfile.TemporaryDirectory(prefix="irisop-bento-") as tmp:
@@ -164,7 +144,7 @@ def ensure_runtime_image(source_root: Path | None = None, *, base_image: str | N
         _run(argv, env=env)
     if tag is None:
         prune_runtime_images(KEEP_RUNTIME_IMAGES, env)
-    return RuntimeImage(ref, key, built=True, seconds=time.monotonic() - start)
+    return LocalImage(ref, key, built=True, seconds=time.monotonic() - start)
 
 
 def prune_runtime_images(keep: int, env: dict[str, str], repo: str = RUNTIME_REPO) -> list[str]:
