@@ -101,6 +101,15 @@ class Cluster:
                 totals[key] = totals.get(key, 0) + value
         return totals
 
+    def requests(self) -> dict[str, float]:
+        """Every request the API server served, by verb and resource (where its CPU went)."""
+        totals: dict[str, float] = {}
+        for labels, value in metric_lines(self.raw_get("/metrics"), "apiserver_request_total"):
+            key = f"{labels.get('verb')} {labels.get('resource')}" + (
+                "/" + labels["subresource"] if labels.get("subresource") else "")
+            totals[key] = totals.get(key, 0) + value
+        return totals
+
     def quiesce(self, quiet_s: float = 4.0, limit_s: float = 300.0) -> None:
         """Wait until the operator's kinds see no writes for quiet_s seconds."""
         last, quiet_since, deadline = self.writes(), time.monotonic(), time.monotonic() + limit_s
@@ -269,7 +278,7 @@ def profiled(op: Operator, out: Path | None, label: str) -> Iterator[None]:
         return
     out.mkdir(parents=True, exist_ok=True)
     spy = subprocess.Popen([shutil.which("py-spy") or "py-spy", "record", "--pid", str(op.process.pid()),
-                            "--threads", "--format", "raw", "--rate", "50", "-o", str(out / f"{label}.txt")],
+                            "--gil", "--format", "raw", "--rate", "25", "-o", str(out / f"{label}.txt")],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield
@@ -340,7 +349,7 @@ def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str,
     stack.callback(op.process.stop)
     lines0, before = op.log_lines(), cluster.writes()
     pids = lambda: {**services(), "operator": op.process.pid()}  # noqa: E731
-    cpu0 = cpu_seconds(pids())
+    cpu0, requests0 = cpu_seconds(pids()), cluster.requests()
     started = time.perf_counter()
     with profiled(op, profile, f"burst-{n}"):
         with ThreadPoolExecutor(THREADS) as pool:
@@ -349,6 +358,9 @@ def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str,
     op_s = time.perf_counter() - started
     cluster.quiesce()  # let status follow the Deployment controller's updates
     op_cpu = diff(cpu_seconds(pids()), cpu0)
+    requests = sorted(diff(cluster.requests(), requests0).items(), key=lambda kv: -kv[1])
+    print(f"N={n} burst: operator {n / op_s:.1f}/s, plain {n / base_s:.1f}/s; CPU s plain {plain_cpu}, "
+          f"operator {op_cpu}; API requests during the operator run: {requests[:12]}", file=sys.stderr, flush=True)
     writes = diff(cluster.writes(), before)
     events = cluster.our_events(ns)
     burst_lines = op.log_lines() - lines0

@@ -18,7 +18,7 @@ from typing import Any
 import kopf
 
 from . import kube, metrics, names
-from .runtime import MODEL_INDEX, Runtime, child_index_id, projection
+from .runtime import MODEL_INDEX, POD, POD_INDEX, Runtime, child_index_id, projection
 from .settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,12 @@ def _runtime(memo: kopf.Memo, handler_kwargs: dict[str, Any]) -> Runtime:
 @kopf.index(*MODEL, id=MODEL_INDEX)
 async def irismodels(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
     return {(namespace, name): projection(names.KIND, body)}
+
+
+@kopf.index("", "v1", "pods", id=POD_INDEX, labels=dict(names.MANAGED_SELECTOR))
+async def serving_pods(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
+    """The serving pods, by IrisModel: read while a rollout is unfinished (newpods.py), never listed."""
+    return {(namespace, labels.get(names.LABEL_INSTANCE, "")): projection(POD, body)}
 
 
 def _child_index(kind: str) -> None:

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 TRANSIENT_DELAYS = (5, 10, 20, 40, 80, 160, 300)
 # Index ids: kopf passes each index to handlers as a keyword argument of this name.
 MODEL_INDEX = "irismodels"
+POD_INDEX = "serving_pods"
+POD = "Pod"
 
 
 def child_index_id(kind: str) -> str:
@@ -50,6 +52,8 @@ _META_KEYS = ("name", "namespace", "uid", "generation", "deletionTimestamp", "ow
 # Deployment status fields conditions.observe_rollout reads; no other child's status is read.
 _DEPLOYMENT_STATUS_KEYS = ("observedGeneration", "replicas", "readyReplicas", "updatedReplicas",
                            "availableReplicas", "conditions")
+# Pod status fields podfacts reads to explain an unfinished rollout.
+_POD_STATUS_KEYS = ("phase", "conditions", "containerStatuses", "initContainerStatuses")
 
 
 def _ours(mapping: Mapping[str, str] | None) -> dict[str, str]:
@@ -65,6 +69,9 @@ def projection(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
     if kind != names.KIND:  # the IrisModel's labels/annotations are kopf's and the user's, never read
         kept["labels"] = _ours(meta.get("labels"))
         kept["annotations"] = _ours(meta.get("annotations"))
+    if kind == POD:  # read, never applied: no spec
+        status = body.get("status") or {}
+        return {"metadata": kept, "status": {k: status[k] for k in _POD_STATUS_KEYS if k in status}}
     view: dict[str, Any] = {"metadata": kept, "spec": dict(body.get("spec") or {})}
     if kind == names.KIND:
         view["status"] = dict(body.get("status") or {})
@@ -94,8 +101,21 @@ class WatchedKube(kube.ApiServer):
     def attach(self, handler_kwargs: Mapping[str, Any]) -> None:
         """Keep the indexes kopf passes to handlers (the same live objects every time)."""
         if not self._indexes and MODEL_INDEX in handler_kwargs:
-            self._indexes = {names.KIND: handler_kwargs[MODEL_INDEX],
+            self._indexes = {names.KIND: handler_kwargs[MODEL_INDEX], POD: handler_kwargs[POD_INDEX],
                              **{kind: handler_kwargs[child_index_id(kind)] for kind in kube.CHILD_KINDS}}
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The serving pods from the watch cache (indexed by IrisModel), no API request.
+
+        A rollout that cannot finish (no node, no quota) would otherwise cost a
+        pod list per look for every IrisModel.
+        """
+        store = self._indexes.get(POD)
+        labels = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
+        if store is None or set(labels) != set(names.selector_labels("x")):
+            return super().list_pods(namespace, selector)
+        return [pod for pod in store.get((namespace, labels[names.LABEL_INSTANCE]), [])
+                if all(pod["metadata"].get("labels", {}).get(k) == v for k, v in labels.items())]
 
     def live(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         store = self._indexes.get(kind)

@@ -111,10 +111,32 @@ def test_models_unseen_counts_cached_models_not_reconciled_since_start():
     runtime = Runtime(Settings(), kube_io=WatchedKube())
     models = Index({("ml", f"m{i}"): [{"metadata": {"namespace": "ml", "name": f"m{i}", "uid": f"u{i}"},
                                        "spec": {}, "status": {}}] for i in range(3)})
-    runtime.kube.attach({"irismodels": models,
+    runtime.kube.attach({"irismodels": models, "serving_pods": Index(),
                          **{f"children_{kind.lower()}": Index() for kind in kube.CHILD_KINDS}})
     assert runtime.models_unseen() == 3
     runtime._handled.add(("ml", "m0", "u0"))
     assert runtime.models_unseen() == 2
     runtime.forget("ml", "m0")
     assert runtime.models_unseen() == 3
+
+
+def test_serving_pods_come_from_the_watch_cache_not_a_list_request():
+    class Index(dict):
+        pass
+
+    def pod(name: str, instance: str, **status) -> dict:
+        return projection("Pod", {
+            "metadata": {"name": name, "namespace": "ml", "labels": names.child_labels(instance),
+                         "annotations": {names.ANNOTATION_MODEL_SHA: SHA}, "managedFields": [{"x": "y"}]},
+            "spec": {"containers": [{"name": "predictor", "image": IMAGE}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.1", **status}})
+
+    kube_io = WatchedKube()
+    pods = Index({("ml", "iris"): [pod("iris-a", "iris"), pod("iris-b", "iris")],
+                  ("ml", "other"): [pod("other-a", "other")]})
+    kube_io.attach({"irismodels": Index(), "serving_pods": pods,
+                    **{f"children_{kind.lower()}": Index() for kind in kube.CHILD_KINDS}})
+    found = kube_io.list_pods("ml", names.selector_string("iris"))
+    assert [p["metadata"]["name"] for p in found] == ["iris-a", "iris-b"]
+    assert "spec" not in found[0] and "podIP" not in found[0]["status"] and "managedFields" not in found[0]["metadata"]
+    assert kube_io.list_pods("other-ns", names.selector_string("iris")) == []
