@@ -3,9 +3,15 @@
 `tests/run.sh` (via bootstrap.sh) installs with ``-c constraints.txt`` so a
 fresh CI machine gets the versions the tests last passed with, and a new
 release on PyPI cannot turn CI red overnight. setup.cfg keeps the ranges users
-install from. Refresh after a deliberate upgrade:
+install from. Refresh after a deliberate upgrade, resolving in a fresh venv
+(never the system Python, and not the project's venv, which keeps old pins):
 
-    pip install -U -e '.[test]' && python -m irisop_deploy.local.freeze_constraints
+    python3 -m venv /tmp/freeze && /tmp/freeze/bin/pip install -e '.[test]'
+    /tmp/freeze/bin/python -m irisop_deploy.local.freeze_constraints
+
+``test`` names every program's extra (``irismodel-operator[operator,...]``),
+which the walk below follows. checkov is not here: it has its own venv and
+pins (deploy/local/tools/checkov.txt).
 """
 from __future__ import annotations
 

@@ -144,3 +144,13 @@ def test_each_program_imported_alone_pulls_in_nothing_it_must_not(package: str, 
     if package == "irisop_operator":
         serving = sorted(m for m in loaded if m.startswith("irisop_serving."))
         assert serving == [CONTRACT], serving
+
+
+def test_benchmarks_do_not_depend_on_the_test_tree() -> None:
+    wrong = []
+    for path in sorted((REPO / "benchmarks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            wrong += [f"{path.name}:{node.lineno} imports {n}" for n in names if n.split(".")[0] == "tests"]
+    assert wrong == [], wrong
