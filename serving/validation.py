@@ -123,4 +123,6 @@ def _number(i: int, name: str, value: Any) -> float:
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
+    if type(value) is TooLarge:
+        return "an integer too large for a float"
     return {bool: "a boolean", str: "a string", list: "a list", dict: "an object"}.get(type(value), type(value).__name__)

@@ -80,3 +80,5 @@ def test_request_rows_and_the_errors_it_names() -> None:
         assert err.value.field == field
     with pytest.raises(InvalidRequest, match="row 0: petal_width is too large for a float"):
         rows_to_matrix(decode(b'{"rows": [[1, 2, 3, ' + b"1" * 400 + b"]]}")["rows"], 10)
+    with pytest.raises(InvalidRequest, match='"rows" must be a list of rows, got an integer too large for a float'):
+        rows_to_matrix(decode(b'{"rows": ' + b"1" * 400 + b"}")["rows"], 10)
