@@ -41,8 +41,7 @@ _UNFINISHED = (c.ROLLOUT_IN_PROGRESS, c.PODS_NOT_READY, c.ROLLOUT_STALLED)
 @dataclass(frozen=True)
 class _Look:
     at: float
-    model_sha256: str
-    phase: str  # the rollout reason when read: a new phase (e.g. stalled) is worth a fresh look
+    key: tuple[Any, ...]  # (model sha256, Deployment generation, rollout reason): any change is worth a fresh look
     said: podfacts.Explanation
 
 
@@ -54,46 +53,55 @@ class NewPodsInspector:
         self._looks: dict[tuple[str, str], _Look] = {}
         self._lock = threading.Lock()
 
-    def explain(self, namespace: str, name: str, rollout: c.Rollout, model_sha256: str) -> tuple[c.Rollout, bool]:
-        """The rollout as status should describe it, and whether to look again soon."""
+    def explain(self, namespace: str, name: str, rollout: c.Rollout, model_sha256: str,
+                revision: Any = None) -> tuple[c.Rollout, bool]:
+        """The rollout as status should describe it, and whether to look again soon.
+
+        ``revision`` (the Deployment's generation) tells a new pod template
+        from the last one even when the model is the same (a new minAccuracy).
+        """
         key = (namespace, name)
         if rollout.ready or rollout.reason not in _UNFINISHED:
             with self._lock:
                 self._looks.pop(key, None)
             return rollout, False
-        said = self._explanation(namespace, name, model_sha256, rollout.reason)
+        said, fresh = self._explanation(namespace, name, (model_sha256, revision, rollout.reason))
         finding = said.finding
         if finding is not None and finding.permanent:
             message = f"pod {finding.pod}: {finding.reason}"
             if rollout.stalled:
                 message += f"; {rollout.message}"
             assert finding.kind is not None
-            return dataclasses.replace(rollout, stalled=True, reason=finding.kind, message=message), False
+            # Remembered rather than read just now: look once more when the throttle allows, in case
+            # the pod that said it has gone since (a newer template replaced it).
+            return dataclasses.replace(rollout, stalled=True, reason=finding.kind, message=message), not fresh
         if rollout.stalled:
             if finding is not None:
                 rollout = dataclasses.replace(rollout, message=f"pod {finding.pod}: {finding.reason}; {rollout.message}")
             return rollout, False  # the deadline decided; the Deployment's next event brings us back
-        return rollout, said.starting
+        return rollout, said.starting or not fresh
 
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
             self._looks.pop((namespace, name), None)
 
-    def _explanation(self, namespace: str, name: str, model_sha256: str, phase: str) -> podfacts.Explanation:
+    def _explanation(self, namespace: str, name: str, state: tuple[Any, ...]) -> tuple[podfacts.Explanation, bool]:
+        """What the pods said, and whether that was read just now (False: remembered from the last read)."""
         key = (namespace, name)
+        model_sha256 = state[0]
         now = self.clock()
         with self._lock:
             last = self._looks.get(key)
-        same = last is not None and (last.model_sha256, last.phase) == (model_sha256, phase)
+        same = last is not None and last.key == state
         if same and now - last.at < self.interval:
-            return last.said
+            return last.said, False
         try:
             pods = podfacts.new_revision_pods(self.api.list_pods(namespace, names.selector_string(name)), model_sha256)
             said = podfacts.explain(
                 pods, lambda pod: self.api.pod_log_tail(namespace, pod, names.CONTAINER_NAME))
         except kube.KubeError as exc:  # the explanation is a courtesy: never fail the status for it
             log.info("cannot read pods of %s/%s: %s", namespace, name, exc)
-            return last.said if same else podfacts.Explanation(None, False)
+            return (last.said if same else podfacts.Explanation(None, False)), True
         with self._lock:
-            self._looks[key] = _Look(now, model_sha256, phase, said)
-        return said
+            self._looks[key] = _Look(now, state, said)
+        return said, True

@@ -306,7 +306,8 @@ class Reconciler:
         owner = Owner.from_body(body)
         outcome = self.outcome(body, record)
         rollout, look_again = self.new_pods.explain(owner.namespace, owner.name,
-                                                    c.observe_rollout(deployment, served.image), served.sha256)
+                                                    c.observe_rollout(deployment, served.image), served.sha256,
+                                                    revision=(deployment or {}).get("metadata", {}).get("generation"))
         degraded_before = c.condition(self.current_status(body, record), c.DEGRADED)
         self._write_status(body, record, self.status_facts(body, outcome, rollout, spec, served))
         if rollout.reason in REFUSAL_KINDS and outcome.blocking is None and (

@@ -11,7 +11,7 @@ from irisop_operator import conditions as c
 from irisop_operator.newpods import NewPodsInspector
 from irisop_operator.reconcile import Reconciler
 from irisop_operator.settings import Settings
-from irisop_serving.contract import MODEL_REJECTED, not_ready_line
+from irisop_serving.contract import MODEL_REJECTED, QUALITY_GATE_FAILED, not_ready_line
 from tests.unit.test_reconcile import SHA1, FakeAPI, FakePipeline, body
 
 NEW_POD = {"metadata": {"name": "iris-new", "annotations": {"ml.irisop.dev/model-sha256": SHA1}},
@@ -139,3 +139,35 @@ def test_a_finished_rollout_reads_no_pods(world):
     requeued.clear()
     rec.resync_children(body())
     assert c.condition(api.status, c.READY)["status"] == "True" and requeued == []
+
+
+def test_a_newer_template_of_the_same_model_is_looked_at_afresh(world):
+    """minAccuracy changed (same model, new pod template): the old refusal must not stand for the new pods."""
+    rec, api, _, requeued, clock = world
+    _rolling(api, not_ready_line("held-out accuracy 0.667 on 30 rows is below minAccuracy 0.900", QUALITY_GATE_FAILED))
+    rec.resync_children(body())
+    assert "below minAccuracy 0.900" in c.condition(api.status, c.DEGRADED)["message"]
+    assert requeued == []
+
+    # The Deployment now has a newer template (generation 2); its pod is still starting.
+    dep = api.objects[("Deployment", "ml", "iris")]
+    dep["metadata"]["generation"] = 2
+    dep["status"]["observedGeneration"] = 2
+    api.pod_log_tail = lambda namespace, pod, container: "INFO loading"
+    clock.now += 0.5  # well inside the read throttle: a new template is read anyway
+    reads = api.reads
+    rec.resync_children(body())
+    assert api.reads == reads + 1
+    assert c.condition(api.status, c.DEGRADED)["status"] == "False"
+    assert requeued == [("ml", "iris")]
+
+
+def test_a_remembered_refusal_is_checked_once_more(world):
+    rec, api, _, requeued, clock = world
+    _rolling(api, not_ready_line("dict has no predict_proba", MODEL_REJECTED))
+    rec.resync_children(body())
+    assert requeued == []  # read just now: final until something changes
+    clock.now += 1.0
+    rec.resync_children(body())  # within the throttle: remembered, so one more look is queued
+    assert requeued == [("ml", "iris")]
+    assert c.condition(api.status, c.DEGRADED)["reason"] == MODEL_REJECTED
