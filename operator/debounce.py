@@ -37,11 +37,17 @@ class Debouncer:
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, key: Hashable, value: Any) -> None:
+    def submit(self, key: Hashable, value: Any, delay: float | None = None) -> None:
+        """Run fn(value) for key after delay (default: the debouncer's); the latest value wins.
+
+        The earliest deadline wins too: the first request of a burst sets it,
+        later ones only refresh the value, and a request due sooner than a
+        pending one (a spec change while a retry waits) brings the run forward.
+        """
         with self._cond:
             self._latest[key] = value
-            # The first request of a burst sets the deadline; later ones only refresh the value.
-            self._due.setdefault(key, self._clock() + self.delay)
+            due = self._clock() + (self.delay if delay is None else delay)
+            self._due[key] = min(self._due.get(key, due), due)
             self._cond.notify()
 
     def poke(self) -> None:

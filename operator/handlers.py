@@ -2,12 +2,12 @@
 
 Handlers stay thin: they take the process's ``Runtime`` from kopf's memo
 (built once by the startup handler), translate kopf's arguments and call it.
-Domain errors become kopf's retry semantics in ``Runtime.run``.
 
-The cheap handlers (indexes, child events, deletion) are ``async``: they run
-on kopf's event loop, where a sync handler would cost a hop to a worker
-thread per watch event. Only the reconcile itself, which blocks on S3, the
-registry and the API server, runs in kopf's thread pool.
+Every handler is an ``async`` watch-event handler or index: it runs on
+kopf's event loop (a sync handler costs a hop to a worker thread per event)
+and only records or queues. Reconciles, which block on S3, the registry and
+the API server, run on the Runtime's own queues, which also decide what a
+change is and when to retry (see ``runtime.Runtime``).
 """
 from __future__ import annotations
 
@@ -33,14 +33,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     # need ours (Ready, ModelVersionReady, failures), not that noise, and each
     # event is an API write.
     settings.posting.level = logging.WARNING
-    # Artifact downloads and registry pushes block a worker thread for seconds;
-    # many IrisModels created at once should not queue behind each other.
-    settings.execution.max_workers = 32
-    # Keep kopf's bookkeeping in annotations under our own prefix, out of
-    # status, so the status subresource holds only what users read.
-    prefix = f"operator.{names.GROUP}"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=prefix, key="last-handled")
+    # No change handlers: kopf keeps no bookkeeping (annotations) on IrisModels;
+    # the Runtime decides what a change is, so no kopf persistence settings.
     if ours.peering:
         # Two replicas: only the leader handles events (kopf peering).
         settings.peering.name = ours.peering
@@ -80,18 +74,10 @@ def _child_index(kind: str) -> None:
     kopf.index(*kube.CHILD_KINDS[kind].resource, id=child_index_id(kind), labels=dict(names.MANAGED_SELECTOR))(index)
 
 
-@kopf.on.resume(*MODEL)
-@kopf.on.create(*MODEL)
-@kopf.on.update(*MODEL, field="spec")
-def reconcile_model(body: kopf.Body, retry: int, memo: kopf.Memo, **kwargs: Any) -> None:
-    snapshot = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": dict(body.status)}
-    _runtime(memo, kwargs).reconcile_model(snapshot, retry)
-
-
-@kopf.on.delete(*MODEL, optional=True)
-async def forget_model(namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Children go with the IrisModel through owner references; only caches need clearing."""
-    _runtime(memo, kwargs).forget(namespace, name)
+@kopf.on.event(*MODEL)
+async def on_model_event(event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Every IrisModel event; the Runtime queues a reconcile when it brings a generation not yet reconciled."""
+    _runtime(memo, kwargs).model_event(event["type"], event["object"])
 
 
 def _on_child_event(kind: str) -> None:

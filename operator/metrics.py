@@ -28,6 +28,8 @@ MODELS_UNSEEN = Gauge("irisop_models_unseen",
                       "IrisModels in this process's watch cache not yet reconciled since it started "
                       "(0 once the resume pass covered them)")
 SETTLE_PENDING = Gauge("irisop_settle_pending", "IrisModels waiting in the settle queue for a resync")
+RECONCILE_PENDING = Gauge("irisop_reconcile_pending",
+                          "IrisModels waiting for (or in) a reconcile, retries with their backoff included")
 
 
 @dataclass

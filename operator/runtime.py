@@ -160,21 +160,77 @@ class WatchedKube(kube.ApiServer):
 
 
 class Runtime:
-    """The process's one Reconciler, its settle queue and its view of the cluster."""
+    """The process's one Reconciler, its queues and its view of the cluster.
 
-    def __init__(self, settings: Settings, kube_io: WatchedKube | None = None, pipeline: Pipeline | None = None):
+    IrisModel changes are found here, not by kopf's change handlers: kopf
+    would keep a diff-base annotation on every IrisModel (one more write per
+    change, a bigger object in every watch event) and deep-copy each body to
+    diff it. A watch event asks for a reconcile when its generation is not
+    the one this process last reconciled (a new spec, or a start-up: the
+    resume pass); status writes, labels and annotations never do. The
+    reconcile queue runs one reconcile per IrisModel at a time, the newest
+    body first, and schedules retries with backoff.
+    """
+
+    def __init__(self, settings: Settings, kube_io: WatchedKube | None = None, pipeline: Pipeline | None = None,
+                 workers: int = 32):
         self.settings = settings
         self.kube = kube_io or WatchedKube()
         self.settle = Debouncer(settings.settle_seconds, self.resync_latest, name="irisop-settle")
+        # Artifact downloads and registry pushes block a worker for seconds;
+        # many IrisModels created at once should not queue behind each other.
+        self.work = Debouncer(0.0, self.reconcile_latest, name="irisop-reconcile", workers=workers)
         self.reconciler = Reconciler(settings, self.kube, pipeline, defer=self.schedule, requeue=self.schedule)
-        # IrisModels reconciled since this process started (namespace, name, uid).
-        self._handled: set[tuple[str, str, str]] = set()
+        # (namespace, name, uid) -> the generation reconciled since this process
+        # started (done, or refused for good), and the retry count of a failing one.
+        self._handled: dict[tuple[str, str, str], int] = {}
+        self._retries: dict[tuple[str, str, str], int] = {}
         self._handled_lock = threading.Lock()
         metrics.MODELS_UNSEEN.set_function(self.models_unseen)
         metrics.SETTLE_PENDING.set_function(self.settle.pending)
+        metrics.RECONCILE_PENDING.set_function(self.work.pending)
 
     def schedule(self, key: tuple[str, str], body: Mapping[str, Any]) -> None:
         self.settle.submit(key, key)
+
+    def model_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """One watch event of an IrisModel: queue a reconcile if it brings a generation not yet reconciled."""
+        meta = body.get("metadata", {})
+        if event_type == "DELETED":
+            # Children go with the IrisModel through owner references; only caches need clearing.
+            self.forget(meta["namespace"], meta["name"])
+            return
+        if meta.get("deletionTimestamp") or self._handled_generation(meta) == meta.get("generation"):
+            return  # going away, or our own status write / a label: nothing to reconcile
+        self.work.submit((meta["namespace"], meta["name"]), projection(names.KIND, body))
+
+    def reconcile_latest(self, body: Mapping[str, Any]) -> None:
+        """Reconcile the newest queued body; on a transient failure, queue it again after a backoff."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"], meta["uid"])
+        if self._handled_generation(meta) == meta.get("generation"):
+            return
+        with self._handled_lock:
+            retry = self._retries.get(key, 0)
+        try:
+            self.run("model", self.reconciler.reconcile, body, retry)
+        except kopf.TemporaryError as exc:
+            delay = exc.delay if exc.delay is not None else backoff(retry)
+            log.warning("[%s/%s] %s; retrying in %.0f s", meta["namespace"], meta["name"], exc, delay)
+            with self._handled_lock:
+                self._retries[key] = retry + 1
+            self.work.submit(key[:2], body, delay=delay)
+            return
+        except kopf.PermanentError as exc:
+            # Reported in status and an Event; retried only when the spec changes.
+            log.error("[%s/%s] not retried until the spec changes: %s", meta["namespace"], meta["name"], exc)
+        with self._handled_lock:
+            self._handled[key] = meta.get("generation")
+            self._retries.pop(key, None)
+
+    def _handled_generation(self, meta: Mapping[str, Any]) -> int | None:
+        with self._handled_lock:
+            return self._handled.get((meta.get("namespace"), meta.get("name"), meta.get("uid")))
 
     def resync_latest(self, key: tuple[str, str]) -> None:
         """Run the deferred resync on the newest body of the IrisModel, if it still exists."""
@@ -187,20 +243,16 @@ class Runtime:
             # Not retried here: the next watch event or the parent's own handler tries again.
             log.warning("[%s/%s] resync failed: %s", *key, exc)
 
-    def reconcile_model(self, body: Mapping[str, Any], retry: int) -> None:
-        meta = body["metadata"]
-        with self._handled_lock:
-            self._handled.add((meta["namespace"], meta["name"], meta["uid"]))
-        self.run("model", self.reconciler.reconcile, body, retry)
-
     def forget(self, namespace: str, name: str) -> None:
         self.reconciler.forget(namespace, name)
         self.kube.forget(namespace, name)
         with self._handled_lock:
-            self._handled = {k for k in self._handled if k[:2] != (namespace, name)}
+            for store in (self._handled, self._retries):
+                for key in [k for k in store if k[:2] == (namespace, name)]:
+                    del store[key]
 
     def models_unseen(self) -> int:
-        """IrisModels in the watch cache that no handler has reconciled since this process started."""
+        """IrisModels in the watch cache that this process has not reconciled since it started."""
         with self._handled_lock:
             return sum(1 for m in self.kube.models()
                        if (m["metadata"]["namespace"], m["metadata"]["name"], m["metadata"]["uid"]) not in self._handled)

@@ -178,16 +178,20 @@ def test_scale_subresource_and_autoscaling(crd, running_operator, namespace, art
 
 def test_invalid_spec_is_degraded_with_an_event_and_no_retry_storm(crd, running_operator, namespace, artifact_uri):
     uri, _ = artifact_uri
+    metrics = running_operator
+    invalid = metrics.value("irisop_reconciles_total", trigger="model", result="invalid")
     # the schema cannot compare quantities; the operator can
     crd.create_model(namespace, "iris", model_spec(uri, resources={"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}))
     cond = crd.wait_condition(namespace, "iris", "Degraded", "True", reason="SpecInvalid")
     assert "requests.cpu" in cond["message"]
     wait_for(lambda: crd.events(namespace, "SpecInvalid"), what="SpecInvalid event")
-    # kopf records the spec as handled once its handlers finished, a permanent
-    # failure included, and schedules no retry after that: the positive signal.
-    handled = f"operator.{names.GROUP}/last-handled"
-    wait_for(lambda: handled in (crd.get_model(namespace, "iris")["metadata"].get("annotations") or {}),
-             what="kopf to record the spec as handled")
+    # The positive signal: the refusal was counted, and the reconcile queue is
+    # empty, so no retry is waiting (a transient failure would sit there
+    # with its backoff).
+    wait_for(lambda: metrics.moved(invalid, "irisop_reconciles_total", trigger="model", result="invalid"),
+             what="the refused reconcile to be counted")
+    wait_for(lambda: metrics.value("irisop_reconcile_pending") == 0, what="nothing left to reconcile")
+    assert metrics.value("irisop_reconciles_total", trigger="model", result="invalid") == invalid + 1
     events = crd.events(namespace, "SpecInvalid")
     assert sum(e.count or 1 for e in events) == 1, "an invalid spec is reported once, not retried"
     assert crd.deployment(namespace, "iris") is None

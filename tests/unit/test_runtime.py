@@ -114,7 +114,7 @@ def test_models_unseen_counts_cached_models_not_reconciled_since_start():
     runtime.kube.attach({"irismodels": models, "serving_pods": Index(),
                          **{f"children_{kind.lower()}": Index() for kind in kube.CHILD_KINDS}})
     assert runtime.models_unseen() == 3
-    runtime._handled.add(("ml", "m0", "u0"))
+    runtime._handled[("ml", "m0", "u0")] = 1
     assert runtime.models_unseen() == 2
     runtime.forget("ml", "m0")
     assert runtime.models_unseen() == 3
@@ -140,3 +140,73 @@ def test_serving_pods_come_from_the_watch_cache_not_a_list_request():
     assert [p["metadata"]["name"] for p in found] == ["iris-a", "iris-b"]
     assert "spec" not in found[0] and "podIP" not in found[0]["status"] and "managedFields" not in found[0]["metadata"]
     assert kube_io.list_pods("other-ns", names.selector_string("iris")) == []
+
+
+class _Queue:
+    """Stands in for the reconcile queue: records what was submitted."""
+
+    def __init__(self):
+        self.submitted: list[tuple] = []
+
+    def submit(self, key, value, delay=None):
+        self.submitted.append((key, value["metadata"]["generation"], delay))
+
+    def pending(self):
+        return len(self.submitted)
+
+
+class _Reconciler:
+    def __init__(self, fail=None):
+        self.fail, self.calls, self.forgotten = fail, [], []
+
+    def reconcile(self, body):
+        self.calls.append(body["metadata"]["generation"])
+        if self.fail:
+            raise self.fail
+
+    def forget(self, namespace, name):
+        self.forgotten.append((namespace, name))
+
+
+def _model(generation: int) -> dict:
+    return {"metadata": {"namespace": "ml", "name": "iris", "uid": "u1", "generation": generation,
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "spec": {"model": {"uri": "s3://b/iris/"}}, "status": {}}
+
+
+def _runtime(fail=None) -> Runtime:
+    runtime = Runtime(Settings(), kube_io=WatchedKube())
+    runtime.work, runtime.reconciler = _Queue(), _Reconciler(fail)
+    return runtime
+
+
+def test_only_a_generation_not_yet_reconciled_queues_a_reconcile():
+    runtime = _runtime()
+    runtime.model_event(None, _model(1))  # start-up listing: the resume pass
+    assert runtime.work.submitted == [(("ml", "iris"), 1, None)]
+    runtime.reconcile_latest(projection(names.KIND, _model(1)))
+    assert runtime.reconciler.calls == [1]
+    runtime.model_event("MODIFIED", _model(1))  # our own status write, or a label
+    assert len(runtime.work.submitted) == 1
+    runtime.model_event("MODIFIED", _model(2))  # a new spec
+    assert runtime.work.submitted[-1] == (("ml", "iris"), 2, None)
+    runtime.reconcile_latest(projection(names.KIND, _model(1)))  # a stale body changes nothing
+    assert runtime.reconciler.calls == [1]
+    runtime.model_event("DELETED", _model(2))
+    assert runtime.reconciler.forgotten == [("ml", "iris")]
+
+
+def test_a_transient_failure_is_retried_with_backoff_and_a_permanent_one_waits_for_the_spec():
+    from irisop_operator.pipeline import ArtifactError
+
+    runtime = _runtime(fail=ArtifactError("S3Unreachable", "connection refused", transient=True))
+    runtime.reconcile_latest(projection(names.KIND, _model(1)))
+    runtime.reconcile_latest(projection(names.KIND, _model(1)))
+    assert [delay for _, _, delay in runtime.work.submitted] == [5, 10]
+    runtime.reconciler.fail = ArtifactError("ChecksumMismatch", "not the pinned sha256")
+    runtime.reconcile_latest(projection(names.KIND, _model(1)))
+    assert len(runtime.work.submitted) == 2  # no retry
+    runtime.model_event("MODIFIED", _model(1))
+    assert len(runtime.work.submitted) == 2  # the same spec is not tried again
+    runtime.model_event("MODIFIED", _model(2))
+    assert runtime.work.submitted[-1][:2] == (("ml", "iris"), 2)
