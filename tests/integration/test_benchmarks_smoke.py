@@ -9,7 +9,6 @@ test_benchmark_local_cluster.py, run by whoever owns the node.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.aws import require_tool
+from tests.fixtures.tools import run
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -32,8 +32,8 @@ def run_benchmark(script: str, *args: str, timeout: float = 600) -> str:
     marker = f"IRISOP_BENCH_SMOKE={uuid.uuid4().hex}"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            **dict([marker.split("=", 1)])}
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=timeout)
+    out = run([sys.executable, str(REPO / "benchmarks" / script), *args], cwd=REPO, env=env, check=False,
+              timeout=timeout)
     assert out.returncode == 0, f"{script} {' '.join(args)} exited {out.returncode}\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
     left = _carrying(marker.encode())
     assert not left, f"{script} left processes running: {left}"

@@ -16,6 +16,7 @@ from irisop_deploy.local import images
 from irisop_deploy.local.node import BRIDGE, NODE_NAME, POD_CIDR, Node
 from tests.fixtures.aws import require_tool
 from tests.fixtures.cluster import KubeCluster, KubeNode, wait_for
+from tests.fixtures.tools import run
 
 # -- no services needed -------------------------------------------------------
 
@@ -316,8 +317,8 @@ def test_down_leaves_nothing_and_up_restores_the_node(kube_cluster: KubeCluster,
     mounts = [ln.split()[4] for ln in Path("/proc/self/mountinfo").read_text().splitlines()
               if ln.split()[4].startswith(prefix)]
     assert mounts == []
-    assert subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode != 0
-    nat = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True).stdout
+    assert run(["ip", "link", "show", BRIDGE], check=False).returncode != 0
+    nat = run(["iptables", "-w", "-t", "nat", "-S"]).stdout
     assert "KUBE-SERVICES" not in nat
 
     node.up()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from irisop_deploy.local.process import cache_dir
 from irisop_operator import builders, names
 from irisop_operator.spec import parse_spec
 from tests.fixtures.cluster import missing_tool
+from tests.fixtures.tools import run
 from tests.integration.test_manifests import (  # noqa: F401  (kubectl is a fixture)
     DEPLOY, OVERLAYS, assert_server_dry_run_accepts, by_kind, install_prerequisites, kubectl, render)
 
@@ -35,9 +35,8 @@ def prometheus_operator_crds() -> tuple[Path, ...]:
     if go is None:
         missing_tool("go not installed (needed to fetch the Prometheus Operator CRDs from the module proxy)")
     env = {**os.environ, "GOMODCACHE": str(cache_dir() / "go" / "mod"), "GOFLAGS": "-mod=mod"}
-    out = subprocess.run([go, "mod", "download", "-json", f"{MODULE}@{versions.get('PROMETHEUS_OPERATOR_VERSION')}"],
-                         capture_output=True, text=True, env=env, cwd="/", timeout=600)
-    assert out.returncode == 0, f"go mod download failed:\n{out.stdout}\n{out.stderr}"
+    out = run([go, "mod", "download", "-json", f"{MODULE}@{versions.get('PROMETHEUS_OPERATOR_VERSION')}"],
+              env=env, cwd="/", timeout=600)
     crds = Path(json.loads(out.stdout)["Dir"]) / "example" / "prometheus-operator-crd"
     return tuple(crds / f"monitoring.coreos.com_{kind}.yaml" for kind in ("servicemonitors", "podmonitors"))
 

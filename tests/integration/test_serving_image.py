@@ -17,6 +17,7 @@ import requests
 
 from tests.fixtures.aws import require_tool
 from tests.fixtures.serving import train_into
+from tests.fixtures.tools import run
 
 pytestmark = pytest.mark.integration
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ SIZE_GOAL = 400 * 1000 * 1000  # issue 10: the runtime image was 503 MB
 def podman(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     from irisop_deploy.images.baseimage import container_env
 
-    return subprocess.run(["podman", *args], env=container_env(), capture_output=True, text=True, check=check, timeout=timeout)
+    return run(["podman", *args], env=container_env(), check=check, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

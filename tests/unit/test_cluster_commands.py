@@ -12,6 +12,7 @@ from irisop_deploy.aws.config import ClusterConfig
 from irisop_deploy.aws.gateway import Aws
 from irisop_deploy.aws.runner import DryRunRunner, Result
 from irisop_deploy.aws.state_bucket import create_bucket_params
+from tests.fixtures.tools import run
 
 PRIVATE = ClusterConfig(name="iris.example.internal", dns="private", zones=["eu-west-1a", "eu-west-1b", "eu-west-1c"],
                         region="eu-west-1", node_count=3, control_plane_count=3)
@@ -287,8 +288,6 @@ def test_image_recipes_key_content_as_the_builders_do(monkeypatch):
     ("ap-south-1", "v1.36.0", "v1.35.5"),
 ])
 def test_admin_user_data_renders_every_value(tmp_path, region, kops_version, kubernetes_version):
-    import subprocess
-
     cfg = ClusterConfig(name="ops.k8s.local", region=region, kops_version=kops_version,
                         kubernetes_version=kubernetes_version)
     script = templates.admin_user_data(cfg)
@@ -307,8 +306,7 @@ def test_admin_user_data_renders_every_value(tmp_path, region, kops_version, kub
     # bash itself parses it.
     path = tmp_path / "user-data.sh"
     path.write_text(script)
-    checked = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
-    assert checked.returncode == 0, checked.stderr
+    run(["bash", "-n", str(path)])
     # EC2's limit for user data is 16 KiB before base64.
     assert len(script.encode()) < 16 * 1024
 

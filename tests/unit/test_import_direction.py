@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.tools import run
 
 REPO = Path(__file__).resolve().parents[2]
 FOLDERS = {"irisop_operator": "operator", "irisop_serving": "serving", "irisop_model": "model",
@@ -135,9 +136,7 @@ print(json.dumps(sorted(sys.modules)))
 @pytest.mark.parametrize("package", sorted(HEAVY))
 def test_each_program_imported_alone_pulls_in_nothing_it_must_not(package: str, tmp_path: Path) -> None:
     names = [m for m in modules() if m == package or m.startswith(package + ".")]
-    proc = subprocess.run([sys.executable, "-c", _IMPORT_ALONE, *names], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run([sys.executable, "-c", _IMPORT_ALONE, *names], cwd=tmp_path, timeout=300)
     loaded = json.loads(proc.stdout)
     pulled = sorted(m for m in loaded if _matches(m, HEAVY[package]))
     assert pulled == [], f"importing {package} alone loaded {pulled}"

@@ -60,7 +60,7 @@ sys.exit(main(ARGV))
 
 def _cli_without(blocked: set[str], argv: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     code = f"BLOCKED = {sorted(blocked)!r}\nARGV = {argv!r}\n" + _BLOCK
-    return subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    return run([sys.executable, "-c", code], cwd=tmp_path, check=False, timeout=120)
 
 
 def test_a_missing_extra_is_one_line_naming_the_extra(tmp_path: Path) -> None:
@@ -89,7 +89,7 @@ def test_an_import_error_past_the_metadata_check_is_one_line_too(tmp_path: Path)
             "sys.meta_path.insert(0, Block())\n"
             "from irisop_operator.cli import main\n"
             "sys.exit(main(['operator', 'run']))\n")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = run([sys.executable, "-c", code], cwd=tmp_path, check=False, timeout=120)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "irisop operator: error: needs the 'operator' extra (missing Python module 'kopf'): "

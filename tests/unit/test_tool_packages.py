@@ -14,12 +14,14 @@ below) fails the scan test, so the table cannot silently fall behind.
 """
 from __future__ import annotations
 
+import ast
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.tools import run
 
 REPO = Path(__file__).resolve().parents[2]
 BOOTSTRAP = REPO / "deploy" / "local" / "bootstrap.sh"
@@ -91,7 +93,7 @@ def _dpkg_owner(path: str) -> str | None:
         candidates += [re.sub(r"/s?bin/", "/bin/", c) for c in list(candidates)]
         candidates += [re.sub(r"/bin/", "/sbin/", c) for c in list(candidates)]
     for candidate in dict.fromkeys(candidates):
-        out = subprocess.run(["dpkg", "-S", candidate], capture_output=True, text=True)
+        out = run(["dpkg", "-S", candidate], check=False)
         owners = [line.split(":", 1)[0].split(",")[0].strip() for line in out.stdout.splitlines()
                   if ":" in line and not line.startswith("diversion ")]
         if out.returncode == 0 and owners:
@@ -100,8 +102,7 @@ def _dpkg_owner(path: str) -> str | None:
 
 
 def _required_packages() -> set[str]:
-    out = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${Priority} ${Essential}\\n"],
-                         capture_output=True, text=True, check=True).stdout
+    out = run(["dpkg-query", "-W", "-f", "${Package} ${Priority} ${Essential}\\n"]).stdout
     return {line.split()[0] for line in out.splitlines()
             if len(line.split()) >= 2 and (line.split()[1] == "required" or line.split()[-1] == "yes")}
 
@@ -149,3 +150,19 @@ def test_apt_packages_are_listed_once() -> None:
     # A duplicate hides which concern still needs a package when another drops it.
     names = apt_packages_in_order()
     assert len(names) == len(set(names)), sorted({n for n in names if names.count(n) > 1})
+
+
+def test_tests_shell_out_through_the_shared_runner() -> None:
+    # A bare subprocess.run(check=True) reports "exit status 125" and drops the
+    # tool's own message (issue 11 item 0): tests call tests.fixtures.tools.run.
+    # Popen (long-running processes) is not a one-shot command and is allowed.
+    wrong = []
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        if path == REPO / "tests" / "fixtures" / "tools.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "subprocess"
+                    and node.func.attr in {"run", "call", "check_call", "check_output"}):
+                wrong.append(f"{path.relative_to(REPO)}:{node.lineno}: subprocess.{node.func.attr}")
+    assert wrong == [], "use tests.fixtures.tools.run:\n" + "\n".join(wrong)

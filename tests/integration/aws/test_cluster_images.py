@@ -10,7 +10,6 @@ build — key lookup, push, digest, install — is the code `create` runs.
 from __future__ import annotations
 
 import io
-import subprocess
 import uuid
 
 import pytest
@@ -21,6 +20,7 @@ from irisop_deploy.aws.config import ClusterConfig
 from irisop_deploy.aws.images import Recipe, RegistryPublisher
 from tests.fixtures.aws import require_tool
 from tests.fixtures.registry import ECR_ACCOUNT
+from tests.fixtures.tools import run
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -39,9 +39,8 @@ class TinyBuilds:
         ref = f"localhost/irisop-test/{kind}:{self.keys[kind]}"
         (self.tmp_path / kind).write_text(f"{kind} {self.keys[kind]}\n")
         tarball = self.tmp_path / f"{kind}.tar"
-        subprocess.run(["tar", "-C", str(self.tmp_path), "-cf", str(tarball), kind], check=True)
-        subprocess.run(["podman", "import", str(tarball), ref], env=container_env(), check=True,
-                       capture_output=True)
+        run(["tar", "-C", str(self.tmp_path), "-cf", str(tarball), kind])
+        run(["podman", "import", str(tarball), ref], env=container_env())
         self.built.append(kind)
         return ref
 
