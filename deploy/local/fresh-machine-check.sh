@@ -5,9 +5,9 @@
 # the host's CA bundle for the TLS-intercepting proxy), a copy of the
 # committed tree, then `tests/run.sh ARGS` inside it. bootstrap.sh does the
 # rest for real: apt (podman, catatonit, ...), the project's venv, checkov's
-# venv. Only the host's Go build outputs (Kubernetes, kops, metrics-server:
-# 15+ minutes cold) are bind-mounted, read-only, so those are cache hits; apt
-# and pip start from nothing (no pip cache either).
+# venv. Only the host's Go build outputs (Kubernetes, kops, metrics-server,
+# containerd, CoreDNS: 20+ minutes cold) are bind-mounted, read-only, so those
+# are cache hits; apt and pip start from nothing (no pip cache either).
 #
 #   deploy/local/fresh-machine-check.sh [pytest args...]    (default: tests/unit -q)
 #
@@ -57,7 +57,8 @@ bind /proc /proc
 bind /sys /sys
 bind /dev /dev
 bind /usr/local/go /usr/local/go ro
-for built in kube metrics-server kops; do
+# (every directory the build-*.sh scripts fill: each exits early when its binaries exist)
+for built in kube metrics-server kops containerd coredns; do
   [ -d "$cache/$built" ] && bind "$cache/$built" "/root/.cache/irisop/$built" ro
 done
 
