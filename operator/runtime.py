@@ -136,6 +136,10 @@ class WatchedKube(kube.ApiServer):
         store = self._indexes.get(names.KIND)
         return next(iter(store.get((namespace, name), [])), None) if store is not None else None
 
+    @property
+    def attached(self) -> bool:
+        return bool(self._indexes)
+
     def models(self) -> list[dict[str, Any]]:
         store = self._indexes.get(names.KIND)
         return [value for values in (store.values() if store is not None else ()) for value in values]
@@ -252,7 +256,13 @@ class Runtime:
                     del store[key]
 
     def models_unseen(self) -> int:
-        """IrisModels in the watch cache that this process has not reconciled since it started."""
+        """IrisModels in the watch cache that this process has not reconciled since it started.
+
+        -1 until a handler has run: kopf runs none before every watch cache is
+        filled, so before that the count is unknown, not 0.
+        """
+        if not self.kube.attached:
+            return -1
         with self._handled_lock:
             return sum(1 for m in self.kube.models()
                        if (m["metadata"]["namespace"], m["metadata"]["name"], m["metadata"]["uid"]) not in self._handled)

@@ -109,6 +109,7 @@ def test_models_unseen_counts_cached_models_not_reconciled_since_start():
         pass
 
     runtime = Runtime(Settings(), kube_io=WatchedKube())
+    assert runtime.models_unseen() == -1  # no handler has run: the watch caches may still be filling
     models = Index({("ml", f"m{i}"): [{"metadata": {"namespace": "ml", "name": f"m{i}", "uid": f"u{i}"},
                                        "spec": {}, "status": {}}] for i in range(3)})
     runtime.kube.attach({"irismodels": models, "serving_pods": Index(),
