@@ -131,3 +131,22 @@ def test_every_extra_the_cli_names_exists_in_setup_cfg() -> None:
     operator_deps = cfg["options.extras_require"]["operator"]
     for heavy in ("bentoml", "scikit-learn", "matplotlib"):
         assert heavy not in operator_deps
+
+
+def test_constraints_pin_every_requirement_of_every_extra() -> None:
+    # A dependency added to setup.cfg without regenerating constraints.txt
+    # would install unpinned on a fresh machine (freeze_constraints.py).
+    import configparser
+    import re
+
+    from irisop_operator.cli import requirements_of
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    requires = [f'{line.strip()}; extra == "{extra}"' for extra, block in cfg["options.extras_require"].items()
+                for line in block.splitlines() if line.strip() and not line.strip().startswith("#")]
+    wanted = {re.sub(r"[-_.]+", "-", name).lower() for name in requirements_of("test", requires)}
+    pinned = {re.sub(r"[-_.]+", "-", line.split("==")[0]).lower()
+              for line in (REPO / "constraints.txt").read_text().splitlines() if "==" in line}
+    assert wanted - pinned == set(), "run irisop_deploy.local.freeze_constraints (see its docstring)"
+    assert "checkov" not in pinned, "checkov has its own venv and pins (deploy/local/tools/checkov.txt)"
