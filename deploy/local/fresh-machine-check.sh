@@ -58,7 +58,7 @@ bind /sys /sys
 bind /dev /dev
 bind /usr/local/go /usr/local/go ro
 # (every directory the build-*.sh scripts fill: each exits early when its binaries exist)
-for built in kube metrics-server kops containerd coredns; do
+for built in kube metrics-server kops containerd coredns seaweedfs; do
   [ -d "$cache/$built" ] && bind "$cache/$built" "/root/.cache/irisop/$built" ro
 done
 
