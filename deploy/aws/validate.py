@@ -115,7 +115,8 @@ def zone_problems(cfg: ClusterConfig) -> list[str]:
     problems = []
     for zone in cfg.zones:
         if not re.fullmatch(re.escape(cfg.region) + r"[a-z]", zone):
-            problems.append(f"zone {zone!r}: not an availability zone of region {cfg.region}")
+            problems.append(f"zone {zone!r}: not an availability zone of region {cfg.region}; allowed: "
+                            f"{cfg.region} followed by one letter, e.g. {cfg.region}a")
     if len(set(cfg.zones)) != len(cfg.zones):
         problems.append(f"zones {cfg.zones}: listed more than once")
     return problems

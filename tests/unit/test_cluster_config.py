@@ -228,3 +228,23 @@ def test_a_region_that_does_not_exist_is_refused_naming_its_source(monkeypatch):
 def test_internal_fields_are_not_settings():
     assert "region_source" not in {f.name for f in fields()}
     assert "region_source" not in defaults_yaml()
+
+
+def test_every_refusal_is_one_line_naming_its_field():
+    cfg = ClusterConfig(region="us-east-1", dns="gossip", zones=["eu-west-1a"], node_count=0,
+                        kubernetes_version="1.37.0", discovery_bucket="irisop-state-irisop-k8s-local",
+                        networking="weave", topology="hybrid")
+    found = validate.problems(cfg)
+    fields_named = {"dns", "zone", "node_count", "kubernetes_version", "discovery_bucket", "networking", "topology"}
+    assert {p.split(" ", 1)[0] for p in found} == fields_named, found
+    assert all("\n" not in p for p in found)
+
+
+def test_config_command_says_where_the_region_came_from(monkeypatch, capsys):
+    from irisop_operator.cli import main
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-north-1")
+    assert main(["cluster", "config"]) == 0
+    captured = capsys.readouterr()
+    assert "# region eu-north-1 from AWS_DEFAULT_REGION" in captured.err
+    assert "region: eu-north-1" in captured.out and "region_source" not in captured.out
