@@ -87,9 +87,15 @@ def ensure_node_runtime(build: bool = True) -> Path:
         return containerd_bin_dir()
     if not build:
         raise MissingBinary(f"containerd/CoreDNS not built; run {NODE_RUNTIME_SCRIPT}")
+    run_build_script(NODE_RUNTIME_SCRIPT)
+    return containerd_bin_dir()
+
+
+def run_build_script(script: Path) -> None:
+    """Run one of the build-*.sh scripts (each builds once into cache_dir());
+    a failure is a MissingBinary ending with the script's stderr."""
     try:
-        subprocess.run(["bash", str(NODE_RUNTIME_SCRIPT)], check=True, capture_output=True, text=True,
+        subprocess.run(["bash", str(script)], check=True, capture_output=True, text=True,
                        env={**os.environ, "IRISOP_CACHE": str(cache_dir())})
     except subprocess.CalledProcessError as exc:
-        raise MissingBinary(f"{NODE_RUNTIME_SCRIPT} failed: {exc.stderr.strip()[-2000:]}") from exc
-    return containerd_bin_dir()
+        raise MissingBinary(f"{script} failed: {exc.stderr.strip()[-2000:]}") from exc

@@ -123,9 +123,10 @@ if [ "$python_only" = 1 ]; then
   exit 0
 fi
 
-log "Kubernetes, containerd, CoreDNS and metrics-server (built once from the Go module proxy, then cached)"
+log "Kubernetes, containerd, CoreDNS, metrics-server and SeaweedFS (built once from the Go module proxy, then cached)"
 "$here/build-kube.sh" kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy >/dev/null
 "$here/build-node-runtime.sh" >/dev/null
+"$here/build-seaweedfs.sh" >/dev/null
 "$here/build-metrics-server.sh" >/dev/null
 if [ "$with_kops" = 1 ]; then
   log "kops (built once, then cached)"

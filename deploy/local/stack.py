@@ -85,9 +85,10 @@ class Stack:
         return local_registry(network.REGISTRY_PORT, home=state_dir() / "registry", host=network.STACK_ADDRESS)
 
     def s3(self) -> ManagedProcess:
-        from .moto import moto_server
+        # SeaweedFS, on disk under the state dir: uploads survive `down` + `up`.
+        from .s3store import s3_store
 
-        return moto_server(network.S3_PORT, host=network.STACK_ADDRESS)
+        return s3_store(network.S3_PORT, host=network.STACK_ADDRESS, home=state_dir() / "s3store")
 
     # -- steps ---------------------------------------------------------------
     def up(self, timeout: float = 300) -> dict[str, Any]:
@@ -104,8 +105,9 @@ class Stack:
         runtime = progress.step("BentoML runtime image (built once per serving version)", self._runtime_image)
         operator_image = progress.step("operator image (Dockerfile, built once per source version)",
                                        self._operator_image)
-        # The model goes up before the operator starts: the S3 stand-in keeps
-        # objects in memory, and an operator resuming an IrisModel must find them.
+        # The model goes up before the operator starts: an operator resuming an
+        # IrisModel must find it. After a restart it is already there (the S3
+        # stand-in keeps its data on disk) and is not uploaded again.
         model = progress.step("train the Iris model and upload it to S3", self._model)
         progress.step("install: kubectl apply --server-side -k (CRD, RBAC, operator Deployment)",
                       lambda: self._install(operator_image, runtime))
@@ -162,7 +164,7 @@ class Stack:
         from irisop_model.training import TrainParams, train
         from irisop_model.upload import parse_s3_uri, upload_artifact
 
-        from .moto import aws_env
+        from .s3store import aws_env
 
         sample = yaml.safe_load(SAMPLE.read_text())
         uri = sample["spec"]["model"]["uri"]
@@ -173,8 +175,14 @@ class Stack:
         s3 = boto3.client("s3")
         try:
             s3.create_bucket(Bucket=location.bucket)
-        except s3.exceptions.BucketAlreadyOwnedByYou:
+        except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
             pass
+        # Versioned, as model buckets should be: the operator then ties its
+        # verified cache to the object's VersionId.
+        s3.put_bucket_versioning(Bucket=location.bucket, VersioningConfiguration={"Status": "Enabled"})
+        stored = _stored_artifact(s3, location)
+        if stored is not None:
+            return f"sha256 {stored[:12]} already at {uri} (kept across restarts, not uploaded again)"
         out = home() / "artifact"
         meta = write_artifact(out, train(TrainParams()), sample["spec"]["model"].get("format", "joblib"))
         files = [p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")]
@@ -289,6 +297,25 @@ class OperatorHasSeen:
 
 def _started(result: Any) -> str:
     return "started" if result is True else "running"
+
+
+def _stored_artifact(s3: Any, location: Any) -> str | None:
+    """The sha256 model.json claims at location if its model file is there with
+    the claimed size (a complete upload: model.json goes last), else None.
+    A complete artifact is kept whatever it is: it may be a user's own model
+    at the sample's URI."""
+    import botocore.exceptions
+
+    try:
+        meta = json.loads(s3.get_object(Bucket=location.bucket, Key=location.key("model.json"))["Body"].read())
+        head = s3.head_object(Bucket=location.bucket, Key=location.key(meta["model_file"]))
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+            return None
+        raise
+    except (ValueError, KeyError, TypeError):
+        return None  # not a model.json we can read: upload the sample over it
+    return meta.get("sha256") if head["ContentLength"] == meta.get("size_bytes") else None
 
 
 def _registry_has(ref: str) -> bool:
