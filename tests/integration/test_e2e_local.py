@@ -22,6 +22,7 @@ import requests
 import yaml
 
 from irisop_operator import names
+from irisop_serving.contract import MODEL_REJECTED
 from tests.fixtures.aws import upload_dir
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.load import ServiceLoad
@@ -31,18 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = {(5.1, 3.5, 1.4, 0.2): "setosa", (6.0, 2.9, 4.5, 1.5): "versicolor", (6.9, 3.1, 5.4, 2.1): "virginica"}
 BUCKET = "iris-e2e"
-
-
-@pytest.fixture(scope="module")
-def e2e_operator(crd, installed_operator):
-    """The operator as users install it: a pod from the kustomize overlay (tests/fixtures/incluster.py)."""
-    return installed_operator
-
-
-@pytest.fixture
-def s3(stack_s3):
-    """The S3 stand-in the operator pod reads from (on the stack address)."""
-    return stack_s3.client()
 
 
 def train_and_upload(s3, tmp: Path, prefix: str, seed: int) -> tuple[str, str]:
@@ -78,7 +67,8 @@ def serving_sha(kube: Kube, namespace: str, name: str) -> str:
     return kube.get_model(namespace, name).get("status", {}).get("model", {}).get("sha256", "")
 
 
-def test_user_journey_on_a_real_node(crd, e2e_operator, namespace, s3, tmp_path):
+def test_user_journey_on_a_real_node(crd, installed_operator, namespace, stack_s3_client, tmp_path):
+    s3 = stack_s3_client  # the S3 stand-in the operator pod reads from
     try:
         s3.create_bucket(Bucket=BUCKET)
     except s3.exceptions.BucketAlreadyOwnedByYou:
@@ -125,7 +115,8 @@ def test_user_journey_on_a_real_node(crd, e2e_operator, namespace, s3, tmp_path)
     uri4 = upload_dir(s3, bad_dir, BUCKET, f"{namespace}/v4")
     crd.patch_model(namespace, name, {"spec": {"model": {"uri": uri4}}})
     wait_for(lambda: serving_sha(crd, namespace, name) == sha_bad, timeout=60, what="the unloadable model to be built")
-    stalled = crd.wait_condition(namespace, name, "Degraded", "True", reason="RolloutStalled", timeout=120)
+    # The new pod states a permanent refusal: Degraded at once (issue 13.2), not at the progress deadline.
+    stalled = crd.wait_condition(namespace, name, "Degraded", "True", reason=MODEL_REJECTED, timeout=30)
     # ... with the serving container's own reason, not just "no progress".
     assert "model not ready: cannot load model.joblib" in stalled["message"], stalled["message"]
     assert predict(url)["model_sha256"] == sha2, "old pods keep serving"

@@ -24,18 +24,8 @@ from irisop_operator import names
 from tests.fixtures.aws import upload_dir
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.quality import claim_accuracy, train_good, train_on_one_feature
-from tests.integration.test_e2e_local import (  # noqa: F401 - module fixtures of the e2e tier
-    BUCKET,
-    _Load,
-    _try,
-    e2e_operator,
-    open_registry,
-    predict,
-    runtime_ref,
-    sample,
-    service_url,
-    serving_sha,
-)
+from tests.fixtures.load import ServiceLoad
+from tests.integration.test_e2e_local import BUCKET, _try, predict, sample, service_url, serving_sha
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # Long enough that a Degraded seen before it can only come from the pods' own refusal.
@@ -64,7 +54,8 @@ def _held_back(crd, namespace: str, name: str, sha_served: str, url: str, words:
     return elapsed
 
 
-def test_quality_gate_on_a_real_node(crd, e2e_operator, namespace, s3, tmp_path):
+def test_quality_gate_on_a_real_node(crd, installed_operator, namespace, stack_s3_client, tmp_path):
+    s3 = stack_s3_client  # the S3 stand-in the operator pod reads from
     try:
         s3.create_bucket(Bucket=BUCKET)
     except s3.exceptions.BucketAlreadyOwnedByYou:
@@ -82,7 +73,7 @@ def test_quality_gate_on_a_real_node(crd, e2e_operator, namespace, s3, tmp_path)
     env = {e.name: e.value for e in dep.spec.template.spec.containers[0].env}
     assert float(env["IRISOP_MIN_ACCURACY"]) == 0.9
 
-    load = _Load(url, max_seconds=600)
+    load = ServiceLoad(url, max_seconds=600)
     load.start()
     try:
         # 1. Honest but poor: below the threshold.
