@@ -82,16 +82,17 @@ class InternalPorts:
     s3_grpc: int
 
     @classmethod
-    def load_or_allocate(cls, path: Path) -> InternalPorts:
+    def load_or_allocate(cls, path: Path, running: bool = False) -> InternalPorts:
         """The ports recorded beside the data, or fresh free ones (recorded).
 
-        Fresh ones also replace a recorded set of which one is now taken.
+        While the store runs, its recorded ports are the ones it holds. When
+        it does not, fresh ones replace a recorded set of which one is taken.
         """
         try:
             recorded = cls(**json.loads(path.read_text()))
         except (FileNotFoundError, ValueError, TypeError):
             recorded = None
-        if recorded is not None and all(_free(port) for port in asdict(recorded).values()):
+        if recorded is not None and (running or all(_free(port) for port in asdict(recorded).values())):
             return recorded
         ports = cls(*_free_ports(len(cls.__dataclass_fields__)))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,9 +196,11 @@ def s3_store(port: int = DEFAULT_PORT, host: str = "127.0.0.1", home: Path | Non
     config = home / "s3.json"
     config.write_text(json.dumps(identities()))
     config.chmod(0o600)
-    ports = InternalPorts.load_or_allocate(home / "ports.json")
+    name = f"s3store-{port}"
+    running = ManagedProcess(name=name, argv=[str(weed_binary())], home=home).running()
+    ports = InternalPorts.load_or_allocate(home / "ports.json", running=running)
     return S3Store(
-        name=f"s3store-{port}",
+        name=name,
         argv=weed_argv(weed_binary(), host, port, home, ports),
         home=home,
         ready=ready_probe(host, port, ports.master),

@@ -77,6 +77,10 @@ def test_versions_etags_and_sizes_survive_a_restart(tmp_path: Path) -> None:
         assert before["head"]["VersionId"] == v2["VersionId"]
         assert before["old"] == first and before["new"] == second
 
+        # `irisop up` again while it runs: the same store, found, not restarted.
+        again = s3store.s3_store(port, home=tmp_path / "store")
+        assert again.internal == proc.internal and again.start() is False
+
         proc.stop()
         assert not proc.running()
         with pytest.raises(botocore.exceptions.EndpointConnectionError):

@@ -66,6 +66,16 @@ def test_a_taken_recorded_port_is_replaced(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["filer"] == second.filer
 
 
+def test_a_running_store_keeps_its_recorded_ports(tmp_path: Path) -> None:
+    # Its own listeners make them look taken: they must not be replaced.
+    path = tmp_path / "ports.json"
+    first = s3store.InternalPorts.load_or_allocate(path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", first.master))
+        holder.listen()
+        assert s3store.InternalPorts.load_or_allocate(path, running=True) == first
+
+
 def test_writable_only_with_a_registered_volume_server() -> None:
     def status(nodes: list, free: int) -> dict:
         return {"Topology": {"Max": free, "DataCenters": [{"Racks": [{"DataNodes": nodes}]}]}}
