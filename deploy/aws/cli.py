@@ -102,7 +102,7 @@ def _run_plan(cfg: ClusterConfig, args: argparse.Namespace) -> int:
             cfg, args.cluster_command, DryRunRunner() if args.dry_run else real,
             dry_run=args.dry_run, purge=getattr(args, "purge", False),
             keep_discovery_bucket=getattr(args, "keep_discovery_bucket", False),
-            publisher=RegistryPublisher(), recipes=default_recipes() if args.cluster_command == "create" else [],
+            publisher=RegistryPublisher(keep_images=cfg.keep_images), recipes=default_recipes() if args.cluster_command == "create" else [],
             sample_out=Path(f"{cfg.name}.irismodel.yaml") if args.cluster_command == "create" else None,
             manifests=getattr(args, "manifests", DEFAULT_MANIFESTS),
             spec_out=(args.spec_out or Path(f"{cfg.name}.kops.yaml")) if args.cluster_command == "create" and args.dry_run else None,

@@ -22,6 +22,7 @@ asks ECR for a fresh authorization token.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +60,14 @@ class Publisher(Protocol):
 
 
 class RegistryPublisher:
-    """Publishes through the operator's registry code: ECR repository ensured, a fresh token per push."""
+    """Publishes through the operator's registry code: ECR repository ensured, a fresh token per push.
+
+    keep_images is the cluster's `keep_images`: the repository's lifecycle
+    policy is re-asserted on every push, and must be the bootstrap's document.
+    """
+
+    def __init__(self, keep_images: int | None = None) -> None:
+        self.keep_images = keep_images
 
     def publish(self, recipe: Recipe, repository: str) -> Published:
         from irisop_operator.images.model import push_client
@@ -68,6 +76,8 @@ class RegistryPublisher:
         from irisop_operator.settings import Settings
 
         settings = Settings.from_env(os.environ)
+        if self.keep_images is not None:
+            settings = dataclasses.replace(settings, ecr_keep_images=self.keep_images)
         dest = Reference.parse(repository)
         tag = recipe.tag_prefix + recipe.key()
         # push_client ensures the repository and fetches a token for this call only.

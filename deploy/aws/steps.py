@@ -273,7 +273,9 @@ def install_kustomization(ctx: Context, where: Path) -> dict:
     """
     namespace, account = irsa.operator_service_account()
     image = {"name": AWS_OVERLAY_IMAGE, "newName": f"{ctx.registry}/{ctx.cfg.operator_repository}"}
-    literals = [f"IRISOP_DEFAULT_REPOSITORY={ctx.registry}/{ctx.cfg.model_repository}", f"AWS_REGION={ctx.cfg.region}"]
+    literals = [f"IRISOP_DEFAULT_REPOSITORY={ctx.registry}/{ctx.cfg.model_repository}", f"AWS_REGION={ctx.cfg.region}",
+                # The operator re-asserts the lifecycle policy on every push: the same count as step 8's.
+                f"IRISOP_ECR_KEEP_IMAGES={ctx.cfg.keep_images}"]
     # By digest, as published by the images step (without it, e.g. rendered in a
     # dry run, the overlay's tag stays and no runtime image is set).
     if "operator" in ctx.images:

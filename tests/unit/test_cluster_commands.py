@@ -200,6 +200,7 @@ def test_install_kustomization_points_at_this_accounts_registry(tmp_path):
                                         "digest": "sha256:" + "a" * 64}]
     literals = kustomization["configMapGenerator"][0]["literals"]
     assert "IRISOP_DEFAULT_REPOSITORY=111122223333.dkr.ecr.eu-west-1.amazonaws.com/irisop/models" in literals
+    assert f"IRISOP_ECR_KEEP_IMAGES={PRIVATE.keep_images}" in literals  # the operator's lifecycle count = ours
     assert f"IRISOP_RUNTIME_IMAGE={runtime}" in literals  # by digest: the first IrisModel needs nothing else
     json.dumps(kustomization)  # plain data, renders as YAML
 

@@ -10,8 +10,10 @@ build — key lookup, push, digest, install — is the code `create` runs.
 from __future__ import annotations
 
 import io
+import json
 import uuid
 
+import boto3
 import pytest
 
 from irisop_deploy.aws import validate
@@ -77,14 +79,14 @@ def token_count(monkeypatch):
 
 def _create(cfg, recorder, builds, registry):
     out = io.StringIO()
-    ctx = execute(cfg, "create", recorder, out=out, publisher=RegistryPublisher(), recipes=builds.recipes(),
-                  registry_host=registry.host)
+    ctx = execute(cfg, "create", recorder, out=out, publisher=RegistryPublisher(keep_images=cfg.keep_images),
+                  recipes=builds.recipes(), registry_host=registry.host)
     return ctx, out.getvalue()
 
 
 def test_create_publishes_both_images_and_installs_them_by_digest(ecr_registry, kops_recorder, tmp_path,
                                                                  token_count):
-    cfg = validate.check(ClusterConfig(name="iris.k8s.local", region="us-east-1"))
+    cfg = validate.check(ClusterConfig(name="iris.k8s.local", region="us-east-1", keep_images=7))
     builds = TinyBuilds(tmp_path)
 
     ctx, out = _create(cfg, kops_recorder, builds, ecr_registry)
@@ -104,6 +106,12 @@ def test_create_publishes_both_images_and_installs_them_by_digest(ecr_registry, 
     literals = install["configMapGenerator"][0]["literals"]
     assert f"IRISOP_RUNTIME_IMAGE={ecr_registry.host}/irisop/models@{runtime_digest}" in literals
     assert f"operator {operator_tag}: built and pushed" in out
+    # The pushes re-assert the repositories' lifecycle policy: with the cluster's count, not the default.
+    ecr = boto3.client("ecr")
+    for repo in ("irisop/operator", "irisop/models"):
+        policy = json.loads(ecr.get_lifecycle_policy(repositoryName=repo)["lifecyclePolicyText"])
+        assert policy["rules"][0]["selection"]["countNumber"] == 7
+    assert "IRISOP_ECR_KEEP_IMAGES=7" in literals
 
     # Second create: both found by content key, nothing built, pushed or changed.
     tags_before = (ecr_registry.tags("irisop/operator"), ecr_registry.tags("irisop/models"))
