@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from irisop_deploy import versions
+from irisop_deploy.local import network
 from irisop_deploy.aws import plan, steps
 from irisop_deploy.aws.config import ClusterConfig
 from irisop_deploy.aws.gateway import Aws
@@ -101,9 +102,10 @@ def test_local_and_aws_overlays_differ_where_they_should(kubectl):
     local, aws = render(kubectl, OVERLAYS["local"]), render(kubectl, OVERLAYS["aws"])
     assert by_kind(local)["Deployment"][0]["spec"]["replicas"] == 1
     assert by_kind(aws)["Deployment"][0]["spec"]["replicas"] == 2
-    assert _container(local)["image"] == "127.0.0.1:5000/irisop/operator:dev"
+    # Locally: the registry and the S3 stand-in on the stack's own address (deploy/local/network.py).
+    assert _container(local)["image"] == f"{network.REGISTRY}/irisop/operator:dev"
     assert _container(aws)["image"] == f"{steps.AWS_OVERLAY_IMAGE}:0.1.0"
-    assert by_kind(local)["ConfigMap"][0]["data"]["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5055"
+    assert by_kind(local)["ConfigMap"][0]["data"]["AWS_ENDPOINT_URL"] == network.S3_ENDPOINT
     (account,) = by_kind(aws)["ServiceAccount"]
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(":role/irisop-operator")
 
