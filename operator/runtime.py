@@ -112,8 +112,9 @@ class WatchedKube(kube.ApiServer):
         """
         store = self._indexes.get(POD)
         labels = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
-        if store is None or set(labels) != set(names.selector_labels("x")):
-            return super().list_pods(namespace, selector)
+        pod_selector_keys = set(names.selector_labels("any-name"))  # the same keys for every IrisModel
+        if store is None or set(labels) != pod_selector_keys:
+            return super().list_pods(namespace, selector)  # no cache yet, or not a serving-pod selector
         return [pod for pod in store.get((namespace, labels[names.LABEL_INSTANCE]), [])
                 if all(pod["metadata"].get("labels", {}).get(k) == v for k, v in labels.items())]
 
