@@ -24,7 +24,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 mounts=()
 cleanup() {
-  for ((i=${#mounts[@]}-1; i>=0; i--)); do umount "${mounts[$i]}" 2>/dev/null || umount -l "${mounts[$i]}" || true; done
+  for ((i=${#mounts[@]}-1; i>=0; i--)); do umount -R "${mounts[$i]}" 2>/dev/null || umount -R -l "${mounts[$i]}" || true; done
   # Never delete through a mount that is still there (a bind of the host's
   # /dev or cache): rm --one-file-system does not see same-device binds.
   if findmnt -rn -o TARGET | grep -q "^$root/"; then
@@ -34,8 +34,16 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-bind() {  # bind SRC DEST [ro]
-  mkdir -p "$root$2"; mount --bind "$1" "$root$2"; mounts+=("$root$2")
+bind() {  # bind SRC DEST [ro|rbind]
+  mkdir -p "$root$2"
+  if [ "${3:-}" = rbind ]; then
+    mount --rbind "$1" "$root$2"
+    # Slave propagation: unmounting the chroot's copies must never unmount the host's.
+    mount --make-rslave "$root$2"
+  else
+    mount --bind "$1" "$root$2"
+  fi
+  mounts+=("$root$2")
   [ "${3:-}" != ro ] || mount -o remount,bind,ro "$root$2"
 }
 
@@ -54,8 +62,9 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 # Package scripts must not start etcd/containerd/docker-registry inside the chroot.
 printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"; chmod +x "$root/usr/sbin/policy-rc.d"
 bind /proc /proc
-bind /sys /sys
-bind /dev /dev
+# rbind: podman in the integration tests needs /dev/shm, /dev/pts and the cgroup mounts under /sys.
+bind /sys /sys rbind
+bind /dev /dev rbind
 bind /usr/local/go /usr/local/go ro
 # (every directory the build-*.sh scripts fill: each exits early when its binaries exist)
 for built in kube metrics-server kops containerd coredns seaweedfs; do
@@ -70,6 +79,7 @@ log "tests/run.sh ${args[*]} inside the chroot"
 chroot "$root" /usr/bin/env -i HOME=/root TERM="${TERM:-dumb}" \
   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/usr/local/go/bin \
   SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+  CI=true \
   bash -c 'cd /src && bash tests/run.sh "$@"' run "${args[@]}" && rc=0 || rc=$?
 log "fresh-machine check exited $rc after $(( $(date +%s) - start ))s"
 exit "$rc"
