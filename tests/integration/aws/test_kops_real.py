@@ -38,7 +38,7 @@ import pytest
 import yaml
 
 from irisop_deploy import versions
-from irisop_deploy.aws import discovery_bucket, kops, plan, steps, validate
+from irisop_deploy.aws import discovery_bucket, kops, plan, spec_preview, steps, validate
 from irisop_deploy.aws.config import ClusterConfig
 from irisop_deploy.aws.gateway import Aws
 from irisop_deploy.aws.plan import Context
@@ -137,7 +137,7 @@ def test_kops_validates_the_spec_we_write(moto, real_kops, tmp_path):
     # 1. Our exact `kops create cluster` line, rendered by kops itself, our patch on top.
     rendered = require(real_kops, kops.create_cluster(cfg, ctx.vpc_id, dry_run_yaml=True), capture=True).stdout
     ctx.spec_out = tmp_path / "spec.yaml"
-    ctx.spec_out.write_text(steps.patched_spec_text(ctx, rendered))
+    ctx.spec_out.write_text(spec_preview.patched_spec_text(ctx, rendered))
     (cluster,) = _docs(ctx.spec_out.read_text())["Cluster"]
     body = cluster["spec"]
     assert body["kubernetesVersion"] == versions.kubernetes().lstrip("v")
