@@ -272,3 +272,21 @@ def test_offline_dry_run_writes_the_spec_from_the_bundled_channel(moto, real_kop
     accepted = real_kops.run(["kops", "create", "--state", f"file://{tmp_path / 'state'}", "--filename",
                               str(spec_file)], capture=True)
     assert accepted.ok, accepted.stderr
+
+
+def test_cli_dry_run_end_to_end(moto, real_kops, tmp_path, capsys):
+    from irisop_operator.cli import main as irisop
+
+    spec_file = tmp_path / "preview.yaml"
+    code = irisop(["cluster", "create", "--dry-run", "--name", "iris.k8s.local", "--kops-channel", f"file://{CHANNEL}",
+                   "--spec-out", str(spec_file)])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Dry run: would create cluster iris.k8s.local in us-east-1 (region from AWS_REGION)" in out
+    assert "warning: install kops" not in out  # found in the cache, as the real run would
+    assert f"cluster spec written to {spec_file}" in out
+    (cluster,) = _docs(spec_file.read_text())["Cluster"]
+    assert cluster["spec"]["iam"]["serviceAccountExternalPermissions"][0]["name"] == "irisop-operator"
+    assert boto3.client("s3").list_buckets()["Buckets"] == []
+    assert out.rstrip().endswith("Dry run: nothing was created, changed or deleted.")
