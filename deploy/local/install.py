@@ -97,16 +97,26 @@ def wait_available(api: Any, timeout: float = 180.0, *, generation_after: int = 
                 and (status.replicas or 0) == want:
             return {"replicas": want, "generation": dep.metadata.generation}
         reason = pod_problem(core, dep.spec.template.spec.containers[0].image)
-        if reason and reason.startswith(_FATAL):
+        if reason and _fatal(reason):
             raise InstallError(f"operator pod cannot start: {reason}")
         time.sleep(0.5)
     raise InstallError(f"operator Deployment not Available after {timeout:.0f}s"
                        + (f": {reason}" if reason else f"; see `kubectl -n {NAMESPACE} describe deployment {DEPLOYMENT}`"))
 
 
-# Waiting reasons that will not fix themselves while we wait.
-_FATAL = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CrashLoopBackOff",
-          "CreateContainerConfigError", "CreateContainerError", "RunContainerError")
+# Waiting reasons that will not fix themselves while we wait. A pull error
+# is final only when the registry answered that the image is not there; a
+# registry that was not up yet (connection refused) heals on the kubelet's
+# next try, and is reported only if the wait times out.
+_FATAL = ("InvalidImageName", "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError",
+          "RunContainerError")
+_PULL = ("ErrImagePull", "ImagePullBackOff")
+
+
+def _fatal(reason: str) -> bool:
+    if reason.startswith(_FATAL):
+        return True
+    return reason.startswith(_PULL) and ("not found" in reason or "manifest unknown" in reason)
 
 
 def pod_problem(core: Any, image: str) -> str | None:

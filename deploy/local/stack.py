@@ -99,9 +99,11 @@ class Stack:
                       lambda: _started(network.ensure_interface() and None))
         self.kubeconfig = progress.step("control plane: etcd, kube-apiserver, controller-manager, scheduler",
                                         self.plane.up)
-        progress.step("node: containerd, kubelet, kube-proxy, metrics-server, CoreDNS", self._node)
+        # Registry and S3 before the node: after a restart the kubelet pulls
+        # the operator's image again as soon as it runs.
         progress.step(f"local OCI registry on {REGISTRY}", lambda: _started(self.registry().start()))
         progress.step(f"S3 stand-in on {network.S3_ENDPOINT}", lambda: _started(self.s3().start()))
+        progress.step("node: containerd, kubelet, kube-proxy, metrics-server, CoreDNS", self._node)
         runtime = progress.step("BentoML runtime image (built once per serving version)", self._runtime_image)
         operator_image = progress.step("operator image (Dockerfile, built once per source version)",
                                        self._operator_image)

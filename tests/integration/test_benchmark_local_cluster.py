@@ -11,7 +11,8 @@ import pytest
 
 from tests.integration.test_benchmarks_smoke import run_benchmark
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The machine's one node: tests/run.sh runs these after the main session (see pyproject.toml).
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.whole_stack]
 
 
 def test_local_cluster_smoke():

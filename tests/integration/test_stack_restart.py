@@ -23,7 +23,8 @@ import yaml
 from tests.fixtures.aws import upload_dir
 from tests.fixtures.cluster import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# The machine's one node: tests/run.sh runs these after the main session (see pyproject.toml).
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.whole_stack]
 REPO = Path(__file__).resolve().parents[2]
 OWN = {"name": "iris-restart", "namespace": "default", "prefix": "restart/v1"}
 
@@ -99,7 +100,7 @@ def _ready_on(stack: Any, namespace: str, name: str, timeout: float = 300) -> st
 def test_down_and_up_keeps_every_model_ready_on_the_same_sha_without_reupload(stack: Any, tmp_path: Path) -> None:
     from irisop_model.upload import parse_s3_uri
 
-    from irisop_deploy.local.stack import SAMPLE
+    from irisop_deploy.local.stack import SAMPLE, Stack
 
     sample = yaml.safe_load(SAMPLE.read_text())
     bucket = parse_s3_uri(sample["spec"]["model"]["uri"]).bucket
@@ -114,8 +115,10 @@ def test_down_and_up_keeps_every_model_ready_on_the_same_sha_without_reupload(st
     assert "S3 stand-in" in stopped
     assert not stack.s3().running()
 
-    result = stack.up()
+    # A new Stack, as a new `irisop up` process would make.
+    again = Stack(extra_ca=stack.extra_ca)
+    result = again.up()
     assert "already at" in result["model"], result["model"]  # the sample was not trained or uploaded again
-    assert {model: _ready_on(stack, *model) for model in models} == before
+    assert {model: _ready_on(again, *model) for model in models} == before
     # Not one object written: the same keys, versions and ETags as before the restart.
     assert _object_versions(_s3(), bucket) == stored

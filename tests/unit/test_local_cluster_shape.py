@@ -147,3 +147,11 @@ def test_proc_net_addresses_decode() -> None:
     assert network._decode_proc_address("0100FA0A", 4) == "10.250.0.1"
     assert network._decode_proc_address("0100007F", 4) == "127.0.0.1"
     assert network._decode_proc_address("00000000000000000000000001000000", 6) == "::1"
+
+
+def test_a_missing_operator_image_fails_at_once_a_registry_not_up_yet_does_not() -> None:
+    assert install._fatal('ErrImagePull: rpc error: code = NotFound desc = failed to pull and unpack image '
+                          '"10.250.0.1:5000/irisop/operator@sha256:x": not found [pod p]')
+    assert install._fatal("CrashLoopBackOff: back-off 10s (last log line: ImportError: kopf) [pod p]")
+    assert not install._fatal("ErrImagePull: failed to do request: dial tcp 10.250.0.1:5000: "
+                              "connect: connection refused [pod p]")
