@@ -214,6 +214,27 @@ def _listening(pid: int | None) -> list[tuple[str, int]]:
     return found
 
 
+def test_irisop_up_keeps_a_complete_artifact_and_replaces_nothing_else(store: tuple[s3store.S3Store, int],
+                                                                        tmp_path: Path) -> None:
+    """Stack._model's check: a complete artifact at the sample's URI is kept (after a
+    restart, or a user's own model there); a partial or inconsistent one is not."""
+    from irisop_deploy.local.stack import _stored_artifact
+    from irisop_model.upload import parse_s3_uri
+    from tests.fixtures.aws import fake_artifact, upload_dir
+
+    s3 = s3store.client(store[1])
+    _versioned_bucket(s3, "sample-models")
+    location = parse_s3_uri("s3://sample-models/iris/v1/")
+    assert _stored_artifact(s3, location) is None  # nothing there yet
+    meta = fake_artifact(tmp_path / "art")
+    s3.put_object(Bucket="sample-models", Key="iris/v1/model.json", Body=(tmp_path / "art/model.json").read_bytes())
+    assert _stored_artifact(s3, location) is None  # model.json without its model file
+    upload_dir(s3, tmp_path / "art", "sample-models", "iris/v1")
+    assert _stored_artifact(s3, location) == meta["sha256"]
+    s3.put_object(Bucket="sample-models", Key="iris/v1/model.joblib", Body=b"short")
+    assert _stored_artifact(s3, location) is None  # not the size model.json claims
+
+
 # The operator's artifact suite (written against moto) against the store: the
 # integrity check of issue 13.1 must hold on the stand-in the stack now runs.
 # Only the test that relies on moto accepting any key is left out.
