@@ -59,7 +59,8 @@ def run(stack, smoke: bool) -> int:
     import boto3
     import requests
 
-    from irisop_deploy.local.moto import aws_env
+    from irisop_deploy.local import network
+    from irisop_deploy.local.s3store import aws_env
     from irisop_model.artifact import write_artifact
     from irisop_model.training import TrainParams, train
     from irisop_model.upload import parse_s3_uri, upload_artifact
@@ -100,7 +101,7 @@ def run(stack, smoke: bool) -> int:
         apply_to_ready = time.perf_counter() - started
 
         # A new model version: train with another seed, upload to a new prefix, change spec.model.uri.
-        os.environ.update(aws_env())
+        os.environ.update(aws_env(network.S3_PORT, host=network.STACK_ADDRESS))  # the stack's S3 stand-in
         out = Path("/tmp/irisop-bench-v2")
         meta = write_artifact(out, train(TrainParams(seed=1234)), "joblib")
         uri = "s3://iris-models/iris/bench-v2/"
