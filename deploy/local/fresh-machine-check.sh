@@ -25,9 +25,12 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 mounts=()
 cleanup() {
   for ((i=${#mounts[@]}-1; i>=0; i--)); do umount -R "${mounts[$i]}" 2>/dev/null || umount -R -l "${mounts[$i]}" || true; done
+  # Mounts made inside the chroot (podman's overlay storage), deepest first.
+  findmnt -rn -o TARGET | grep "^$root/" | sort -r | while read -r m; do umount "$m" 2>/dev/null || true; done
+  umount "$root" 2>/dev/null || true
   # Never delete through a mount that is still there (a bind of the host's
   # /dev or cache): rm --one-file-system does not see same-device binds.
-  if findmnt -rn -o TARGET | grep -q "^$root/"; then
+  if findmnt -rn -o TARGET | grep -q "^$root\(/\|$\)"; then
     echo "fresh-machine-check: mounts remain under $root; not removing it" >&2
   elif [ "${KEEP:-0}" != 1 ]; then
     rm -rf --one-file-system "$root"
@@ -52,6 +55,9 @@ log "debootstrap --variant=minbase bookworm $root (+ python3: the machine has it
 debootstrap --variant=minbase --include=python3 bookworm "$root" "$mirror" >/dev/null
 log "debootstrap took $(( $(date +%s) - start ))s"
 
+# The root a mount point of its own, as on a real machine: containers/storage
+# remounts "/" while it unpacks a layer ("remount /: invalid argument" otherwise).
+mount --bind "$root" "$root"
 # What the target machine provides besides Debian: Go, and the proxy's CA,
 # installed the way the machine has it (a local CA that update-ca-certificates
 # keeps when the ca-certificates package rewrites the bundle).
