@@ -73,4 +73,5 @@ def test_serving_smoke():
     for tool in ("wrk", "taskset"):
         require_tool(tool)
     out = run_benchmark("serving.py", "--smoke", timeout=600)
-    assert "ratios bentoml / fastapi" in out, out
+    # Smoke: the comparison ran end to end (ratios printed); no thresholds.
+    assert "every ratio to ours (irisop)" in out and "targets (issue 10):" in out, out

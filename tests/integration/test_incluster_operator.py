@@ -201,7 +201,7 @@ def test_no_stack_port_listens_on_the_external_interface(installed_operator):
     owners = network.socket_owners()
     # The programs the stack starts (by executable; moto_server runs under python).
     ours = {"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "etcd",
-            "containerd", "metrics-server", "docker-registry", "moto_server", "coredns"}
+            "containerd", "metrics-server", "docker-registry", "moto_server", "coredns", "weed"}
     offenders = []
     for address, port, inode in network.listening_sockets():
         pid, cmdline = owners.get(inode, (0, ""))
