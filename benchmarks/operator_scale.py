@@ -43,6 +43,7 @@ from typing import Any, Callable, Iterator
 REPO = Path(__file__).resolve().parents[1]
 
 WRITE_VERBS = ("APPLY", "PATCH")  # POST/PUT on our kinds are the benchmark's creates and controllers' updates
+CONTROLLER_VERBS = ("POST", "PUT", "DELETE")  # what the controllers write too (quiesce waits for them)
 COUNTED = ("irismodels", "deployments", "services", "horizontalpodautoscalers", "poddisruptionbudgets")
 IMAGE = "registry.invalid/iris@sha256:" + "e" * 64
 THREADS = 32
@@ -110,12 +111,17 @@ class Cluster:
             totals[key] = totals.get(key, 0) + value
         return totals
 
-    def quiesce(self, quiet_s: float = 4.0, limit_s: float = 300.0) -> None:
-        """Wait until the operator's kinds see no writes for quiet_s seconds."""
-        last, quiet_since, deadline = self.writes(), time.monotonic(), time.monotonic() + limit_s
+    def quiesce(self, quiet_s: float = 4.0, limit_s: float = 600.0) -> None:
+        """Wait until no writes at all (the operator's and the controllers': status of
+        Deployments, ReplicaSets, pods) have been made for quiet_s seconds."""
+        def all_writes() -> dict[str, float]:
+            return {k: v for k, v in self.requests().items() if k.split(" ", 1)[0] in WRITE_VERBS + CONTROLLER_VERBS
+                    and not k.endswith(" leases") and " events" not in k}
+
+        last, quiet_since, deadline = all_writes(), time.monotonic(), time.monotonic() + limit_s
         while time.monotonic() < deadline:
             time.sleep(1)
-            now = self.writes()
+            now = all_writes()
             if now != last:
                 last, quiet_since = now, time.monotonic()
             elif time.monotonic() - quiet_since >= quiet_s:
@@ -361,10 +367,12 @@ def plain_client(cluster: Cluster, ns: str, n: int, uri: str, sha256: str) -> fl
 
 def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str, sha256: str,
             timeout: float, profile: Path | None, stack: contextlib.ExitStack,
-            services: Callable[[], dict[str, int | None]]) -> dict[str, Any]:
+            services: Callable[[], dict[str, int | None]], plain: bool = True) -> dict[str, Any]:
     from irisop_operator import names
 
     def plain_run() -> tuple[float, dict[str, float]]:
+        if not plain:
+            return float("nan"), {}
         base_ns = cluster.fresh_namespace("plain")
         cpu0 = cpu_seconds({**services(), "benchmark": os.getpid()})
         seconds = plain_client(cluster, base_ns, n, uri, sha256)
@@ -476,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--smoke", action="store_true", help="N=3 with short timeouts, no targets (CI)")
     parser.add_argument("--profile", type=Path, help="write py-spy samples of each burst here (needs py-spy)")
+    parser.add_argument("--no-plain", action="store_true",
+                        help="skip the plain client (operator burst, restarts and memory only; no ratio)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.sizes, args.timeout = [3], 120
@@ -521,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for n in args.sizes:
                 row = measure(cluster, work, env, n, uri, meta["sha256"], args.timeout, args.profile, stack,
-                              lambda: {**plane.status(), "moto": moto.pid()})
+                              lambda: {**plane.status(), "moto": moto.pid()}, plain=not args.no_plain)
                 row["control_plane_restarts"] = list(watchdog.restarts)
                 watchdog.restarts.clear()
                 results.append(row)

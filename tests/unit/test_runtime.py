@@ -211,3 +211,14 @@ def test_a_transient_failure_is_retried_with_backoff_and_a_permanent_one_waits_f
     assert len(runtime.work.submitted) == 2  # the same spec is not tried again
     runtime.model_event("MODIFIED", _model(2))
     assert runtime.work.submitted[-1][:2] == (("ml", "iris"), 2)
+
+
+def test_after_a_start_a_new_change_goes_before_the_resume_of_finished_objects():
+    from irisop_operator.runtime import RESUME_DELAY
+
+    runtime = _runtime()
+    finished = _model(3)
+    finished["status"] = {"observedGeneration": 3}
+    runtime.model_event(None, finished)  # listed at start, finished by the previous process
+    runtime.model_event(None, _model(1))  # created or changed while no operator ran
+    assert [delay for _, _, delay in runtime.work.submitted] == [RESUME_DELAY, None]
