@@ -156,7 +156,10 @@ def install_prerequisites(kubectl: str, cluster, extra_crds: tuple[Path, ...] = 
 
 def assert_server_dry_run_accepts(kubectl: str, cluster, directory: Path) -> None:
     """The API server validates and admits every object of the kustomization."""
-    dry = _kubectl_cluster(kubectl, cluster, "apply", "--server-side", "--dry-run=server",
+    # --force-conflicts: the question is whether the API server admits each
+    # object, not who owns its fields (an earlier test may have installed the
+    # operator for real, as kubectl, with other values). A dry run changes nothing.
+    dry = _kubectl_cluster(kubectl, cluster, "apply", "--server-side", "--dry-run=server", "--force-conflicts",
                            "--field-manager", "irisop-tests", "-k", str(directory))
     assert dry.returncode == 0, describe(dry)
     lines = [line for line in dry.stdout.splitlines() if line.strip()]
