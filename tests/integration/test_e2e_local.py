@@ -23,7 +23,7 @@ import yaml
 
 from irisop_operator import names
 from irisop_serving.contract import MODEL_REJECTED
-from tests.fixtures.aws import upload_dir
+from tests.fixtures.aws import ensure_bucket, upload_dir
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.load import ServiceLoad
 from tests.fixtures.operator import Kube
@@ -69,10 +69,7 @@ def serving_sha(kube: Kube, namespace: str, name: str) -> str:
 
 def test_user_journey_on_a_real_node(crd, installed_operator, namespace, stack_s3_client, tmp_path):
     s3 = stack_s3_client  # the S3 stand-in the operator pod reads from
-    try:
-        s3.create_bucket(Bucket=BUCKET)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
+    ensure_bucket(s3, BUCKET)
     uri1, sha1 = train_and_upload(s3, tmp_path, f"{namespace}/v1", seed=42)
     body = sample(namespace, uri1)
     crd.custom.create_namespaced_custom_object(names.GROUP, names.VERSION, namespace, names.PLURAL, body)

@@ -22,7 +22,7 @@ import pytest
 
 from irisop_operator import names
 from irisop_serving.contract import CHECK_SET_INVALID, ENV_MIN_ACCURACY, QUALITY_GATE_FAILED
-from tests.fixtures.aws import fake_artifact, upload_dir
+from tests.fixtures.aws import ensure_bucket, fake_artifact, upload_dir
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.operator import FAKE_NODE, kubectl
 from tests.fixtures.quality import replace_check_set, train_good, train_on_one_feature
@@ -113,10 +113,7 @@ def refusing_servers(tmp_path_factory) -> Iterator[dict[str, Server]]:
 
 @pytest.fixture
 def bucket(s3):
-    try:
-        s3.create_bucket(Bucket=BUCKET)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
+    ensure_bucket(s3, BUCKET)
     return BUCKET
 
 

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from irisop_operator import names
-from tests.fixtures.aws import upload_dir
+from tests.fixtures.aws import ensure_bucket, upload_dir
 from tests.fixtures.cluster import _has_default_sa, wait_for
 from tests.fixtures.load import ServiceLoad
 
@@ -86,10 +86,7 @@ def target(crd, installed_operator, stack_s3, tmp_path_factory) -> Iterator[Targ
     from kubernetes import client
 
     s3 = stack_s3.client()
-    try:
-        s3.create_bucket(Bucket=BUCKET)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
+    ensure_bucket(s3, BUCKET)
     namespace = f"faults-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(crd.api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from irisop_operator import names
-from tests.fixtures.aws import upload_dir
+from tests.fixtures.aws import ensure_bucket, upload_dir
 from tests.fixtures.cluster import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -33,10 +33,7 @@ BUCKET = "iris-incluster"
 @pytest.fixture
 def s3(stack_s3):
     client = stack_s3.client()
-    try:
-        client.create_bucket(Bucket=BUCKET)
-    except client.exceptions.BucketAlreadyOwnedByYou:
-        pass
+    ensure_bucket(client, BUCKET)
     return client
 
 

@@ -15,7 +15,7 @@ import requests
 
 from irisop_deploy.local.process import free_port
 from irisop_operator import names
-from tests.fixtures.aws import fake_artifact, upload_dir
+from tests.fixtures.aws import ensure_bucket, fake_artifact, upload_dir
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.operator import kubectl, operator_process, running
 
@@ -26,10 +26,7 @@ BUCKET = "iris-operator-tests"
 
 @pytest.fixture
 def artifact_uri(s3, tmp_path, namespace):
-    try:
-        s3.create_bucket(Bucket=BUCKET)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
+    ensure_bucket(s3, BUCKET)
     meta = fake_artifact(tmp_path / "a", seed=namespace.encode())
     return upload_dir(s3, tmp_path / "a", BUCKET, f"{namespace}/v1"), meta["sha256"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from tests.fixtures.aws import fake_artifact, upload_dir
+from tests.fixtures.aws import ensure_bucket, fake_artifact, upload_dir
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.operator import operator_process, running
 from tests.fixtures.registry import ECR_ACCOUNT
@@ -34,10 +34,7 @@ def image_operator(crd, operator_env, registry, fake_runtime, tmp_path_factory):
 
 
 def _upload(s3, tmp_path, prefix: str, seed: bytes) -> tuple[str, str]:
-    try:
-        s3.create_bucket(Bucket=BUCKET)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
+    ensure_bucket(s3, BUCKET)
     meta = fake_artifact(tmp_path / prefix.replace("/", "_"), seed=seed)
     return upload_dir(s3, tmp_path / prefix.replace("/", "_"), BUCKET, prefix), meta["sha256"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fixtures.aws import fake_artifact, upload_dir
+from tests.fixtures.aws import ensure_bucket, fake_artifact, upload_dir
 from tests.fixtures.cluster import wait_for
 from irisop_deploy.local.process import free_port
 from tests.fixtures.operator import kubectl, operator_process
@@ -41,10 +41,7 @@ def test_two_replicas_with_peering_handle_each_object_once(crd, kube_cluster, op
         # apply). The claim under test is about the settled state, where the
         # replica with the highest priority is the only active one.
         wait_for(lambda: _settled_leader(first, second), timeout=60, what="peering to settle on one leader")
-        try:
-            s3.create_bucket(Bucket="peering")
-        except s3.exceptions.BucketAlreadyOwnedByYou:
-            pass
+        ensure_bucket(s3, "peering")
         fake_artifact(tmp_path / "a", seed=b"peering")
         uri = upload_dir(s3, tmp_path / "a", "peering", namespace)
         crd.create_model(namespace, "iris", {"model": {"uri": uri}, "image": IMAGE})

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from irisop_operator import names
-from tests.fixtures.aws import upload_dir
+from tests.fixtures.aws import ensure_bucket, upload_dir
 from tests.fixtures.cluster import wait_for
 from tests.fixtures.quality import claim_accuracy, train_good, train_on_one_feature
 from tests.fixtures.load import ServiceLoad
@@ -56,10 +56,7 @@ def _held_back(crd, namespace: str, name: str, sha_served: str, url: str, words:
 
 def test_quality_gate_on_a_real_node(crd, installed_operator, namespace, stack_s3_client, tmp_path):
     s3 = stack_s3_client  # the S3 stand-in the operator pod reads from
-    try:
-        s3.create_bucket(Bucket=BUCKET)
-    except s3.exceptions.BucketAlreadyOwnedByYou:
-        pass
+    ensure_bucket(s3, BUCKET)
     good = train_good(tmp_path / "good", seed=42)
     body = sample(namespace, _upload(s3, tmp_path / "good", namespace, "good"))
     body["spec"]["model"]["minAccuracy"] = 0.9
