@@ -12,7 +12,6 @@ pod's own reason (image pull, crash and its last log line), not a timeout.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -172,7 +171,3 @@ def scrape_metrics(pod_ip: str, port: int = 9090, timeout: float = 3.0) -> dict[
             except ValueError:
                 continue
     return values
-
-
-def dump(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True)
