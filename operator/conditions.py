@@ -89,8 +89,15 @@ class Rollout:
     stalled: bool = False
 
 
-def observe_rollout(deployment: Mapping[str, Any] | None, image: str | None) -> Rollout:
-    """Derive readiness from the Deployment's own status, never from "we applied it"."""
+def observe_rollout(deployment: Mapping[str, Any] | None, image: str | None, was_ready: bool = False) -> Rollout:
+    """Derive readiness from the Deployment's own status, never from "we applied it".
+
+    ``was_ready`` is whether Ready is already True for this image. Until it is,
+    Ready waits for the old version's pods to finish terminating: they keep
+    answering through the Service during their grace period, so "Ready" earlier
+    would let a client that saw Ready still get the previous model. Once Ready,
+    a terminating pod is a scale-down, not a rollout, and does not revoke it.
+    """
     if deployment is None:
         return Rollout(False, DEPLOYMENT_MISSING, "the Deployment does not exist yet")
     meta = deployment.get("metadata", {})
@@ -123,6 +130,10 @@ def observe_rollout(deployment: Mapping[str, Any] | None, image: str | None) -> 
         return Rollout(False, ROLLOUT_IN_PROGRESS, f"{replicas - updated} old pods still terminating", **base)
     if available < desired or ready < desired:
         return Rollout(False, PODS_NOT_READY, f"{ready}/{desired} pods ready", **base)
+    # terminatingReplicas: Kubernetes >= 1.35 (DeploymentReplicaSetTerminatingReplicas, beta, on by default).
+    terminating = int(st.get("terminatingReplicas") or 0)
+    if terminating and not was_ready:
+        return Rollout(False, ROLLOUT_IN_PROGRESS, f"{terminating} old pods still terminating", **base)
     return Rollout(True, SERVING, f"{ready}/{desired} pods ready", **base)
 
 

@@ -306,7 +306,7 @@ class Reconciler:
         owner = Owner.from_body(body)
         outcome = self.outcome(body, record)
         rollout, look_again = self.new_pods.explain(owner.namespace, owner.name,
-                                                    c.observe_rollout(deployment, served.image), served.sha256,
+                                                    self._observe(body, record, deployment, served.image), served.sha256,
                                                     revision=(deployment or {}).get("metadata", {}).get("generation"))
         degraded_before = c.condition(self.current_status(body, record), c.DEGRADED)
         self._write_status(body, record, self.status_facts(body, outcome, rollout, spec, served))
@@ -342,7 +342,13 @@ class Reconciler:
         served = self.served_version(body, record)
         meta = body["metadata"]
         deployment = self.kube.live("Deployment", meta["namespace"], names.child_name(meta["name"]))
-        return c.observe_rollout(deployment, served.image if served else None)
+        return self._observe(body, record, deployment, served.image if served else None)
+
+    def _observe(self, body: Mapping[str, Any], record: ObjectRecord, deployment: Mapping[str, Any] | None,
+                 image: str | None) -> c.Rollout:
+        current = self.current_status(body, record)
+        was_ready = c.is_true(current, c.READY) and current.get("image") == image
+        return c.observe_rollout(deployment, image, was_ready=was_ready)
 
     def status_facts(self, body: Mapping[str, Any], outcome: Outcome, rollout: c.Rollout,
                      spec: IrisModelSpec | None = None, served: ServedVersion | None = None) -> c.StatusFacts:

@@ -53,7 +53,7 @@ def backoff(retry: int) -> int:
 _META_KEYS = ("name", "namespace", "uid", "generation", "deletionTimestamp", "ownerReferences")
 # Deployment status fields conditions.observe_rollout reads; no other child's status is read.
 _DEPLOYMENT_STATUS_KEYS = ("observedGeneration", "replicas", "readyReplicas", "updatedReplicas",
-                           "availableReplicas", "conditions")
+                           "availableReplicas", "terminatingReplicas", "conditions")
 # Pod status fields podfacts reads to explain an unfinished rollout.
 _POD_STATUS_KEYS = ("phase", "conditions", "containerStatuses", "initContainerStatuses")
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 from irisop_operator import conditions as c
 
 
-def deployment(replicas=2, ready=2, updated=2, available=2, generation=1, observed=1, image="img", progressing=None):
+def deployment(replicas=2, ready=2, updated=2, available=2, generation=1, observed=1, image="img", progressing=None,
+               terminating=0):
     conds = [{"type": "Available", "status": "True" if available >= replicas else "False"}]
     if progressing:
         conds.append(progressing)
@@ -11,7 +12,8 @@ def deployment(replicas=2, ready=2, updated=2, available=2, generation=1, observ
         "metadata": {"generation": generation},
         "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"image": image}]}}},
         "status": {"replicas": replicas, "readyReplicas": ready, "updatedReplicas": updated,
-                   "availableReplicas": available, "observedGeneration": observed, "conditions": conds},
+                   "availableReplicas": available, "observedGeneration": observed, "conditions": conds,
+                   "terminatingReplicas": terminating},
     }
 
 
@@ -24,6 +26,14 @@ def test_ready_only_when_pods_are_serving():
     assert c.observe_rollout(deployment(replicas=0, ready=0, updated=0, available=0), "img").reason == c.SCALED_TO_ZERO
     ok = c.observe_rollout(deployment(), "img")
     assert ok.ready and ok.reason == c.SERVING and (ok.ready_replicas, ok.desired) == (2, 2)
+
+
+def test_ready_waits_for_the_old_pods_to_terminate_but_a_scale_down_does_not_revoke_it():
+    # The old pods still answer through the Service in their grace period (found by CI:
+    # a request right after Ready got the previous model).
+    rolling = c.observe_rollout(deployment(terminating=1), "img")
+    assert not rolling.ready and rolling.reason == c.ROLLOUT_IN_PROGRESS and "terminating" in rolling.message
+    assert c.observe_rollout(deployment(terminating=1), "img", was_ready=True).ready  # HPA scale-down
 
 
 def test_stalled_rollout_is_degraded():
