@@ -34,7 +34,9 @@ cache="${IRISOP_CACHE:-$HOME/.cache/irisop}"
 venv="${IRISOP_VENV:-$repo/.venv}"
 bin_link_dir="${IRISOP_BIN_DIR:-/usr/local/bin}"
 export PIP_CACHE_DIR="$cache/pip" PIP_DISABLE_PIP_VERSION_CHECK=1
-log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+# Each line carries the seconds since start, so a cold run's log is its own breakdown.
+started=$(date +%s)
+log() { printf '\033[1m==> [%ss] %s\033[0m\n' "$(( $(date +%s) - started ))" "$*" >&2; }
 
 # Debian packages, one concern each:
 #   etcd-server                      the control plane's datastore
@@ -132,4 +134,4 @@ if [ "$with_kops" = 1 ]; then
   log "kops (built once, then cached)"
   bash "$repo/deploy/kops/build-kops.sh" >/dev/null
 fi
-log "ready"
+log "ready in $(( $(date +%s) - started ))s"
