@@ -25,10 +25,10 @@ from typing import Any, Callable
 
 import yaml
 
-from . import binaries, coredns, images, metrics, network, nodeconfig
+from . import binaries, coredns, images, metrics, network, nodeconfig, nodeteardown
 from .controlplane import CLUSTER_DOMAIN, ControlPlane, start_current
 from .pki import CertSpec
-from .process import ManagedProcess, ProcessError, free_port, http_ok
+from .process import ManagedProcess, ProcessError, command_lines, free_port, http_ok
 
 NODE_NAME = "irisop-node"
 POD_CIDR = "10.244.0.0/24"
@@ -205,25 +205,29 @@ class Node:
             return
         containerd, kubelet, proxy = self.processes()
         api_problems = []
+        kubeconfig = self.plane.kubeconfig
         if self.plane.running():
             api_problems += _best_effort(self._unregister_metrics)
         self._metrics_process().stop()
         if kubelet.running() and self.plane.running():
-            api_problems += _best_effort(self._drain)
+            api_problems += _best_effort(lambda: nodeteardown.drain(kubeconfig, NODE_NAME), "drain")
         proxy.stop()
-        self._cleanup_kube_proxy_rules()
+        nodeteardown.remove_kube_proxy_rules(binaries.kube_bin_dir() / "kube-proxy")
         kubelet.stop()
-        self._cleanup_kubelet_rules()
+        nodeteardown.remove_kubelet_rules()
         if containerd.running():
-            self._kill_tasks()
+            nodeteardown.kill_tasks(self.ctr)
         containerd.stop()
-        self._kill_stray_shims()
+        nodeteardown.kill_stray_shims(self.containerd_sock, self.containerd_dir / "runc")
         _run(["ip", "link", "delete", BRIDGE], check=False)
         if self.plane.running():
-            api_problems += _best_effort(self._delete_node_object)
+            api_problems += _best_effort(lambda: nodeteardown.delete_node(kubeconfig, NODE_NAME), "delete node")
         if OWNER_FILE.exists() and OWNER_FILE.read_text() == str(self.home):
             OWNER_FILE.unlink()
-        self._unmount_all()  # raises if a mount survives: that must be loud
+        try:
+            nodeteardown.unmount_all(self.home)
+        except nodeteardown.TeardownError as exc:  # a mount that survives must be loud
+            raise NodeError(str(exc)) from exc
         for problem in api_problems:
             print(f"irisop node down: warning: {problem}", file=sys.stderr)
 
@@ -260,7 +264,7 @@ class Node:
         state is elsewhere (the owner file alone misses a node whose state
         directory was deleted while it ran)."""
         mine = f"--root-dir={self.kubelet_dir}".encode()
-        for pid, cmdline in _processes():
+        for pid, cmdline in command_lines():
             if b"kubelet" in cmdline and f"--hostname-override={NODE_NAME}".encode() in cmdline \
                     and mine not in cmdline:
                 args = cmdline.replace(b"\0", b" ").decode(errors="replace")
@@ -404,123 +408,7 @@ class Node:
                 time.sleep(0.5)
         raise NodeError(f"node {NODE_NAME} not Ready after {timeout:.0f}s; see {self.logs}/kubelet.log")
 
-    # -- teardown pieces ---------------------------------------------------------
-    def _drain(self, timeout: float = 60.0) -> None:
-        """Cordon, then delete every pod on the node and wait until the kubelet
-        has stopped them: the kubelet tears down sandboxes (CNI DEL, netns,
-        volume mounts) far more cleanly than killing processes would."""
-        from kubernetes import client, config
-        from kubernetes.client.rest import ApiException
-
-        with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
-            core = client.CoreV1Api(api)
-            try:
-                core.patch_node(NODE_NAME, {"spec": {"unschedulable": True}})
-            except ApiException as exc:
-                if exc.status == 404:
-                    return
-                raise
-            selector = f"spec.nodeName={NODE_NAME}"
-            for pod in core.list_pod_for_all_namespaces(field_selector=selector).items:
-                try:
-                    core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
-                                               grace_period_seconds=2)
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise
-            deadline = time.monotonic() + timeout
-            while core.list_pod_for_all_namespaces(field_selector=selector).items:
-                if time.monotonic() > deadline:
-                    break  # the process-level cleanup below still runs
-                time.sleep(0.5)
-
-    def _delete_node_object(self) -> None:
-        from kubernetes import client, config
-        from kubernetes.client.rest import ApiException
-
-        with config.new_client_from_config(config_file=str(self.plane.kubeconfig)) as api:
-            try:
-                client.CoreV1Api(api).delete_node(NODE_NAME)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-
-    def _cleanup_kube_proxy_rules(self) -> None:
-        exe = binaries.kube_bin_dir() / "kube-proxy"
-        if exe.exists():
-            _run([str(exe), "--cleanup"], check=False)
-
-    @staticmethod
-    def _cleanup_kubelet_rules() -> None:
-        """The kubelet creates utility chains of its own (kube-proxy --cleanup
-        does not know them): remove their jump rules, then the chains."""
-        chains = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
-        for tool in ("iptables", "ip6tables"):
-            for table in ("filter", "nat", "mangle"):
-                listing = _run([tool, "-w", "-t", table, "-S"], check=False).stdout.splitlines()
-                for rule in listing:
-                    parts = rule.split()
-                    if parts[:1] == ["-A"] and "-j" in parts and parts[parts.index("-j") + 1] in chains \
-                            and parts[1] not in chains:
-                        _run([tool, "-w", "-t", table, "-D", *parts[1:]], check=False)
-                for chain in chains:
-                    if f"-N {chain}" in listing:
-                        _run([tool, "-w", "-t", table, "-F", chain], check=False)
-                        _run([tool, "-w", "-t", table, "-X", chain], check=False)
-
-    def _kill_tasks(self) -> None:
-        for task in _run(self.ctr("tasks", "ls", "-q"), check=False).stdout.split():
-            _run(self.ctr("tasks", "kill", "--signal", "SIGKILL", task), check=False)
-            _run(self.ctr("tasks", "delete", "--force", task), check=False)
-
-    def _kill_stray_shims(self) -> None:
-        """containerd-shim-runc-v2 outlives containerd by design (its own
-        process group); kill the ones that belong to this node's socket."""
-        marker = str(self.containerd_sock).encode()
-        for pid, cmdline in _processes():
-            if b"containerd-shim" in cmdline and marker in cmdline:
-                try:
-                    os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
-        # Container processes whose shim died are still known to runc.
-        runc_root = self.containerd_dir / "runc"
-        if runc_root.exists():
-            for ns_root in runc_root.iterdir():
-                listing = _run(["runc", "--root", str(ns_root), "list", "-q"], check=False).stdout.split()
-                for cid in listing:
-                    _run(["runc", "--root", str(ns_root), "delete", "--force", cid], check=False)
-
-    def _unmount_all(self) -> None:
-        """Unmount everything below home, deepest first (pod volumes, rootfs
-        overlays, network namespaces)."""
-        prefix = str(self.home.resolve()) + "/"
-        mounts = []
-        for line in Path("/proc/self/mountinfo").read_text().splitlines():
-            target = line.split()[4].replace("\\040", " ")
-            if target.startswith(prefix):
-                mounts.append(target)
-        for target in sorted(set(mounts), key=len, reverse=True):
-            _run(["umount", "--lazy", target], check=False)
-        still = [ln for ln in Path("/proc/self/mountinfo").read_text().splitlines()
-                 if ln.split()[4].startswith(prefix)]
-        if still:
-            raise NodeError(f"{len(still)} mounts left under {self.home}, e.g. {still[0].split()[4]}")
-
-
-def _processes() -> list[tuple[int, bytes]]:
-    """(pid, NUL-separated command line) of every process we can read."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                found.append((int(proc.name), (proc / "cmdline").read_bytes()))
-            except OSError:
-                continue
-    return found
-
-
-def _best_effort(step: Callable[[], None]) -> list[str]:
+def _best_effort(step: Callable[[], None], what: str | None = None) -> list[str]:
     """Run an API step of down(); return its failure as a message instead of raising."""
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
@@ -528,7 +416,7 @@ def _best_effort(step: Callable[[], None]) -> list[str]:
     try:
         step()
     except (ApiException, HTTPError, OSError) as exc:
-        return [f"{step.__name__} failed: {str(exc).splitlines()[0]}"]
+        return [f"{what or step.__name__} failed: {str(exc).splitlines()[0]}"]
     return []
 
 

@@ -43,6 +43,18 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def command_lines() -> list[tuple[int, bytes]]:
+    """(pid, NUL-separated command line) of every process we can read."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                found.append((int(proc.name), (proc / "cmdline").read_bytes()))
+            except OSError:
+                continue
+    return found
+
+
 def exit_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit, so a program's `finally` blocks (and
     ExitStacks) still stop the services it started when it is killed (a CI
