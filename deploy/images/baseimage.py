@@ -86,10 +86,33 @@ def containers_conf() -> Path:
     return path
 
 
+def storage_conf() -> Path:
+    """Path of the storage.conf that keeps every image we build under the cache directory.
+
+    Without it podman, buildah and skopeo share /var/lib/containers with
+    anything else on the machine: images would live outside the project's one
+    cache directory, survive deleting it, and make a "cold" run warm.
+    """
+    cache = cache_dir() / "containers"
+    # Locks and mount state belong on a tmpfs; a rootless user has no /run/irisop.
+    runroot = Path("/run/irisop/containers") if os.geteuid() == 0 else cache / "run"
+    text = ("# Written by irisop_deploy.images.baseimage: images under the project's cache directory.\n"
+            "[storage]\n"
+            'driver = "overlay"\n'  # the default for root on these kernels; it must be named
+            f'graphroot = "{cache / "storage"}"\n'
+            f'runroot = "{runroot}"\n')
+    path = cache / "storage.conf"
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return path
+
+
 def container_env() -> dict[str, str]:
-    """os.environ plus CONTAINERS_CONF (an explicit caller setting wins)."""
+    """os.environ plus CONTAINERS_CONF and CONTAINERS_STORAGE_CONF (an explicit caller setting wins)."""
     env = dict(os.environ)
     env.setdefault("CONTAINERS_CONF", str(containers_conf()))
+    env.setdefault("CONTAINERS_STORAGE_CONF", str(storage_conf()))
     return env
 
 

@@ -45,3 +45,13 @@ def test_containers_conf(tmp_path, monkeypatch):
     assert baseimage.container_env()["CONTAINERS_CONF"] == str(path)
     monkeypatch.setenv("CONTAINERS_CONF", "/etc/mine.conf")
     assert baseimage.container_env()["CONTAINERS_CONF"] == "/etc/mine.conf"  # an explicit choice wins
+
+
+def test_image_storage_lives_under_the_cache_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("IRISOP_CACHE", str(tmp_path))
+    monkeypatch.delenv("CONTAINERS_STORAGE_CONF", raising=False)
+    path = Path(baseimage.container_env()["CONTAINERS_STORAGE_CONF"])
+    assert path == tmp_path / "containers" / "storage.conf"
+    assert f'graphroot = "{tmp_path}/containers/storage"' in path.read_text()
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", "/etc/mine.conf")
+    assert baseimage.container_env()["CONTAINERS_STORAGE_CONF"] == "/etc/mine.conf"
