@@ -20,3 +20,9 @@ def test_local_cluster_smoke():
     # again only if it was not running before.
     out = run_benchmark("local_cluster.py", "--smoke", timeout=900)
     assert "summary: apply-to-Ready" in out, out
+
+
+def test_service_throughput_smoke():
+    # A pod through its ClusterIP against `irisop serve` on the host (issue 10).
+    out = run_benchmark("service_throughput.py", "--smoke", timeout=900)
+    assert "summary: 1x1 service" in out, out
