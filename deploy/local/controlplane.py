@@ -23,7 +23,7 @@ import requests
 from . import binaries, network
 from .kubeconfig import write_kubeconfig
 from .pki import PKI, CertSpec
-from .process import ManagedProcess, ProcessError, free_port, http_ok, port_open, state_dir
+from .process import ManagedProcess, ProcessError, free_ports, http_ok, port_open, state_dir
 
 # A /16: the operator benchmark creates 1,000 Services (N=500, operator and
 # plain client); a /24 runs out at 254 ("failed to allocate a serviceIP").
@@ -86,7 +86,7 @@ class Ports:
 
     @classmethod
     def pick(cls) -> "Ports":
-        return cls(*(free_port() for _ in range(5)))
+        return cls(*free_ports(5))
 
 
 def start_current(proc: ManagedProcess, config_files: tuple[Path, ...] = ()) -> bool:

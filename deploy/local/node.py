@@ -28,7 +28,7 @@ import yaml
 from . import binaries, coredns, images, metrics, network, nodeconfig, nodeteardown
 from .controlplane import CLUSTER_DOMAIN, ControlPlane, start_current
 from .pki import CertSpec
-from .process import ManagedProcess, ProcessError, command_lines, free_port, http_ok
+from .process import ManagedProcess, ProcessError, command_lines, free_port, free_ports, http_ok
 
 NODE_NAME = "irisop-node"
 POD_CIDR = "10.244.0.0/24"
@@ -68,7 +68,7 @@ class NodePorts:
 
     @classmethod
     def pick(cls) -> "NodePorts":
-        return cls(*(free_port() for _ in range(5)))
+        return cls(*free_ports(5))
 
 
 def _run(argv: list[str], check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:

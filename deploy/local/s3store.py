@@ -30,7 +30,7 @@ from typing import Callable
 import requests
 
 from .. import versions
-from .process import ManagedProcess, cache_dir, port_open, state_dir
+from .process import ManagedProcess, cache_dir, free_ports, port_open, state_dir
 
 DEFAULT_PORT = 5055
 # Fake keys, the same moto accepted: the store is reachable only from this
@@ -94,7 +94,7 @@ class InternalPorts:
             recorded = None
         if recorded is not None and (running or all(_free(port) for port in asdict(recorded).values())):
             return recorded
-        ports = cls(*_free_ports(len(cls.__dataclass_fields__)))
+        ports = cls(*free_ports(len(cls.__dataclass_fields__)))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(ports)))
         return ports
@@ -107,18 +107,6 @@ def _free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
-
-
-def _free_ports(count: int) -> list[int]:
-    # Hold every socket until all are chosen, so no two are the same.
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def identities() -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from irisop_deploy.local.process import ManagedProcess, _proc_stat
+from irisop_deploy.local.process import ManagedProcess, _proc_stat, command_lines, free_ports
 
 
 def _gone(pid: int) -> bool:
@@ -169,3 +169,18 @@ def test_a_legacy_pid_file_naming_another_session_leader_is_not_ours(tmp_path):
         assert legacy_of_ours.pid() == pid  # a running stack from before the change is still found
     finally:
         other.stop()
+
+
+def test_free_ports_are_distinct_and_bindable():
+    import socket
+
+    ports = free_ports(7)
+    assert len(set(ports)) == 7
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+
+
+def test_command_lines_include_this_process():
+    argv0 = dict(command_lines())[os.getpid()].split(b"\0")[0].decode()
+    assert Path(argv0).name.startswith("python"), argv0
