@@ -196,14 +196,9 @@ def test_five_changes_in_a_row(target):
 
 
 def _processes() -> list[tuple[int, str]]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                found.append((int(proc.name), (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
-            except OSError:
-                continue
-    return found
+    from irisop_deploy.local.process import command_lines
+
+    return [(pid, cmdline.replace(b"\0", b" ").decode(errors="replace")) for pid, cmdline in command_lines()]
 
 
 def _in_container(pid: int) -> bool:
