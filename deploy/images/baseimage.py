@@ -79,11 +79,7 @@ class ImageBuildError(RuntimeError):
 
 def containers_conf() -> Path:
     """Path of the containers.conf every podman/buildah/skopeo call should use."""
-    path = cache_dir() / "containers" / "containers.conf"
-    if not path.exists() or path.read_text() != _CONTAINERS_CONF:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_CONTAINERS_CONF)
-    return path
+    return _written(cache_dir() / "containers" / "containers.conf", _CONTAINERS_CONF)
 
 
 def storage_conf() -> Path:
@@ -101,7 +97,11 @@ def storage_conf() -> Path:
             'driver = "overlay"\n'  # the default for root on these kernels; it must be named
             f'graphroot = "{cache / "storage"}"\n'
             f'runroot = "{runroot}"\n')
-    path = cache / "storage.conf"
+    return _written(cache / "storage.conf", text)
+
+
+def _written(path: Path, text: str) -> Path:
+    """path, holding text: rewritten only when it differs (every tool call asks for it)."""
     if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
