@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,16 +37,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-import serving as bench  # noqa: E402  (benchmarks/serving.py: wrk, its parser, the request bodies)
-
-from irisop_deploy.local.process import ManagedProcess, free_port, http_ok  # noqa: E402
+import serving as bench  # noqa: E402  (benchmarks/serving.py: wrk, its parser, the request bodies, the irisop serve target)
 
 SCENARIOS = [(1, 1), (1, 16), (64, 16)]  # (rows, connections)
 MODEL_NAME, NAMESPACE = "iris", "default"  # the sample `irisop up` applies
 
 
 def pod_and_service_urls(stack) -> tuple[str, str]:
-    """The sample's ClusterIP URL and one ready endpoint's URL, from the API server."""
+    """(one ready endpoint's URL, the ClusterIP URL) of the sample, from the API server."""
     svc = json.loads(stack.kubectl("-n", NAMESPACE, "get", "service", MODEL_NAME, "-o", "json"))
     service = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/predict"
     slices = json.loads(stack.kubectl("-n", NAMESPACE, "get", "endpointslices", "-l",
@@ -80,20 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         pod_url, service_url = pod_and_service_urls(stack)
         model = work / "model"
         subprocess.run([*bench.IRISOP, "train", "--out", str(model)], check=True, capture_output=True)
-        port = free_port()
-        host = ManagedProcess(
-            name="bench-host", home=work, timeout=180, ready=http_ok(f"http://127.0.0.1:{port}/readyz"),
-            argv=["taskset", "-c", bench.SERVER_CPU, *bench.IRISOP, "serve", "--model", str(model), "--port", str(port)],
-            env={"BENTOML_DO_NOT_TRACK": "True"})
-        host.start()
-        targets = {"host": f"http://127.0.0.1:{port}/predict", "pod": pod_url, "service": service_url}
+        # The same `irisop serve` process, pinned and probed, as benchmarks/serving.py runs.
+        (host,) = bench.make_targets([bench.OURS], model, work, smoke=True, log=print)
+        host.process.start()
+        targets = {"host": host.url, "pod": pod_url, "service": service_url}
         return measure(targets, work, args.duration, args.rounds)
     finally:
         if host is not None:
-            host.stop()
+            host.process.stop()
+        shutil.rmtree(work, ignore_errors=True)
         if not was_running:
             subprocess.run(["irisop", "down"], check=False, stdout=subprocess.DEVNULL)
-
 
 def measure(targets: dict[str, str], work: Path, seconds: int, rounds: int) -> int:
     import requests
