@@ -1,9 +1,11 @@
 """The S3 stand-in's pure parts: the command line, the identity file, the recorded ports."""
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 from pathlib import Path
+from typing import Iterator
 
 from irisop_deploy.local import s3store
 
@@ -55,12 +57,19 @@ def test_ports_are_recorded_and_reused(tmp_path: Path) -> None:
     assert s3store.InternalPorts.load_or_allocate(path) == first
 
 
+@contextlib.contextmanager
+def _listening_on(port: int) -> Iterator[None]:
+    """Someone else's listener on port, for the duration."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        yield
+
+
 def test_a_taken_recorded_port_is_replaced(tmp_path: Path) -> None:
     path = tmp_path / "ports.json"
     first = s3store.InternalPorts.load_or_allocate(path)
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", first.filer))
-        holder.listen()
+    with _listening_on(first.filer):
         second = s3store.InternalPorts.load_or_allocate(path)
     assert second.filer != first.filer
     assert json.loads(path.read_text())["filer"] == second.filer
@@ -70,9 +79,7 @@ def test_a_running_store_keeps_its_recorded_ports(tmp_path: Path) -> None:
     # Its own listeners make them look taken: they must not be replaced.
     path = tmp_path / "ports.json"
     first = s3store.InternalPorts.load_or_allocate(path)
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", first.master))
-        holder.listen()
+    with _listening_on(first.master):
         assert s3store.InternalPorts.load_or_allocate(path, running=True) == first
 
 
