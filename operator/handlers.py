@@ -3,11 +3,16 @@
 Handlers stay thin: they take the process's ``Runtime`` from kopf's memo
 (built once by the startup handler), translate kopf's arguments and call it.
 
-Every handler is an ``async`` watch-event handler or index: it runs on
-kopf's event loop (a sync handler costs a hop to a worker thread per event)
-and only records or queues. Reconciles, which block on S3, the registry and
-the API server, run on the Runtime's own queues, which also decide what a
-change is and when to retry (see ``runtime.Runtime``).
+kopf watches the IrisModels only. The children and serving pods are
+watched by the operator's own cache (watchcache.py), started here: kopf
+would run no handler before it had indexed all of them, a minute at 2,000
+IrisModels.
+
+Every handler is ``async``: it runs on kopf's event loop (a sync handler
+costs a hop to a worker thread per event) and only records or queues.
+Reconciles, which block on S3, the registry and the API server, run on the
+Runtime's own queues, which also decide what a change is and when to retry
+(see ``runtime.Runtime``).
 """
 from __future__ import annotations
 
@@ -18,8 +23,10 @@ from typing import Any
 import kopf
 
 from . import kube, metrics, names
-from .runtime import MODEL_INDEX, POD, POD_INDEX, Runtime, child_index_id, projection
+from .leadership import Leadership
+from .runtime import MODEL_INDEX, Runtime
 from .settings import get_settings
+from .watchcache import projection
 
 log = logging.getLogger(__name__)
 MODEL = kube.KINDS[names.KIND].resource
@@ -45,9 +52,20 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         settings.peering.priority = random.SystemRandom().randint(1, 1_000_000)
         # Logged so "which replica leads?" has an answer: the highest priority does.
         log.info("peering %s with priority %d", ours.peering, settings.peering.priority)
+    # What `irisop operator run` passed in the memo: the namespaces kopf
+    # watches (the cache watches the same) and kopf's peering identity.
+    namespaces = tuple(getattr(memo, "namespaces", ()) or ours.watch_namespaces)
+    leadership = Leadership(ours.peering, getattr(memo, "identity", ""), settings.peering.priority, namespaces,
+                            reader=kube.ApiServer())
     # kopf copies the operator-wide memo into every object's memo: one Runtime for all handlers.
-    memo.runtime = Runtime(ours)
+    memo.runtime = Runtime(ours, leadership=leadership)
+    memo.runtime.start(namespaces)
     metrics.serve(ours.metrics_port)
+
+
+@kopf.on.cleanup()
+def stop(memo: kopf.Memo, **_: Any) -> None:
+    memo.runtime.stop()
 
 
 def _runtime(memo: kopf.Memo, handler_kwargs: dict[str, Any]) -> Runtime:
@@ -61,40 +79,7 @@ async def irismodels(namespace: str, name: str, body: kopf.Body, **_: Any) -> di
     return {(namespace, name): projection(names.KIND, body)}
 
 
-@kopf.index("", "v1", "pods", id=POD_INDEX, labels=dict(names.MANAGED_SELECTOR))
-async def serving_pods(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict:
-    """The serving pods, by IrisModel: read while a rollout is unfinished (newpods.py), never listed."""
-    return {(namespace, labels.get(names.LABEL_INSTANCE, "")): projection(POD, body)}
-
-
-def _child_index(kind: str) -> None:
-    async def index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict:
-        return {(namespace, name): projection(kind, body)}
-
-    kopf.index(*kube.CHILD_KINDS[kind].resource, id=child_index_id(kind), labels=dict(names.MANAGED_SELECTOR))(index)
-
-
 @kopf.on.event(*MODEL)
 async def on_model_event(event: kopf.RawEvent, memo: kopf.Memo, **kwargs: Any) -> None:
     """Every IrisModel event; the Runtime queues a reconcile when it brings a generation not yet reconciled."""
     _runtime(memo, kwargs).model_event(event["type"], event["object"])
-
-
-def _on_child_event(kind: str) -> None:
-    async def handler(event: kopf.RawEvent, namespace: str, labels: kopf.Labels, memo: kopf.Memo,
-                      **kwargs: Any) -> None:
-        """A child changed something we read (drift, deletion, rollout progress): settle, then resync its IrisModel."""
-        runtime = _runtime(memo, kwargs)
-        changed = runtime.kube.child_changed(kind, event["object"], deleted=event["type"] == "DELETED")
-        parent = labels.get(names.LABEL_INSTANCE)
-        metrics.CHILD_EVENTS.labels(kind=kind, action="resync" if changed and parent else "ignored").inc()
-        if changed and parent:
-            runtime.settle.submit((namespace, parent), (namespace, parent))
-
-    kopf.on.event(*kube.CHILD_KINDS[kind].resource, id=f"on_{kind.lower()}_event",
-                  labels=dict(names.MANAGED_SELECTOR))(handler)
-
-
-for _kind in kube.CHILD_KINDS:
-    _child_index(_kind)
-    _on_child_event(_kind)

@@ -2,8 +2,9 @@
 
 ``KubeIO`` is the one typed seam between the reconcile steps and the cluster:
 ``ApiServer`` implements it over HTTP, the running operator's ``WatchedKube``
-(handlers) answers reads from kopf's watch cache, and the unit tests' fake
-implements the same Protocol in memory.
+(runtime.py) answers reads from the watch caches, and the unit tests' fake
+implements the same Protocol in memory. ``ApiServer`` also lists and
+watches, for the operator's own watch cache (watchcache.py).
 
 A small table of the four child kinds replaces API discovery: the operator
 only ever manages these, and skipping discovery keeps start-up instant.
@@ -16,10 +17,12 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping, Protocol
+from typing import Any, Iterator, Mapping, Protocol
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 
 from . import metrics, names
 
@@ -102,9 +105,10 @@ def load_config() -> None:
 def new_api_client() -> client.ApiClient:
     load_config()
     configuration = client.Configuration.get_default_copy()
-    # One connection per kopf worker thread (the default pool of 10 makes
-    # the rest open and discard a connection per request under load).
-    configuration.connection_pool_maxsize = 32
+    # One connection per thread that calls the API: 32 reconcile and 8 settle
+    # workers (runtime.Runtime). A smaller pool makes the rest open and discard
+    # a connection per request under load, with a WARNING line each time.
+    configuration.connection_pool_maxsize = 40
     return client.ApiClient(configuration)
 
 
@@ -153,7 +157,7 @@ class ApiServer:
             data = response.read()
         except ApiException as exc:
             raise KubeError(f"{method} {path}: {exc.status} {exc.reason}: {_api_message(exc.body)}", exc.status) from exc
-        except OSError as exc:  # connection refused/reset: the API server is restarting
+        except (OSError, urllib3.exceptions.HTTPError) as exc:  # refused/reset: the API server is restarting
             raise KubeError(f"{method} {path}: {exc}", None) from exc
         if not 200 <= response.status < 300:
             raise KubeError(f"{method} {path}: {response.status} {response.reason}: {_api_message(data)}",
@@ -161,6 +165,40 @@ class ApiServer:
         if text:
             return data.decode("utf-8", "replace")
         return json.loads(data) if data else None
+
+    def get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
+        """One GET of a collection (a list page), decoded."""
+        return self._call("GET", path, query=query) or {}
+
+    def watch(self, path: str, query: list[tuple[str, str]], read_timeout: float) -> Iterator[dict[str, Any]]:
+        """The events of one watch request, decoded, until the server ends it.
+
+        ``read_timeout`` bounds the silence between two lines: a watch with
+        bookmarks is never silent for long, so a stream quiet past its own
+        timeoutSeconds is a dead connection (a partition), not a quiet cluster.
+        """
+        api = self.api
+        method, url, headers, _, _ = api.param_serialize(
+            "GET", path, query_params=[*query, ("watch", "true")], auth_settings=["BearerToken"],
+            header_params={"Accept": "application/json"})
+        try:
+            response = api.call_api(method, url, header_params=headers, _request_timeout=(10, read_timeout))
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise KubeError(f"watch {path}: {exc}", None) from exc
+        raw = response.response
+        try:
+            if not 200 <= response.status < 300:
+                raise KubeError(f"watch {path}: {response.status} {response.reason}: {_api_message(raw.data)}",
+                                response.status)
+            for line in iter_resp_lines(raw):
+                yield json.loads(line)
+        except (OSError, urllib3.exceptions.HTTPError) as exc:  # reset, or silent past read_timeout
+            raise KubeError(f"watch {path}: {exc}", None) from exc
+        finally:
+            # Closed, not returned to the pool: a watch left part-read would
+            # hand its unread bytes to the next request on that connection.
+            raw.close()
+            raw.release_conn()
 
     def live(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:

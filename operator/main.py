@@ -38,6 +38,15 @@ def _fewer_malloc_arenas() -> None:
             pass  # not glibc
 
 
+def _peering_identity() -> str:
+    """Unique per process, and says where it runs: the pod name in a pod (POD_ID, as kopf uses), else the host."""
+    import os
+    import secrets
+    import socket
+
+    return f"{os.environ.get('POD_ID') or socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
+
+
 def run(args: argparse.Namespace) -> int:
     _fewer_malloc_arenas()  # before kopf starts any thread
     import kopf
@@ -61,11 +70,16 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     kube.load_config()
     namespaces = args.namespace or list(settings.watch_namespaces)
+    identity = _peering_identity()
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=args.liveness,
         standalone=not settings.peering,
         peering_name=settings.peering or None,
+        # Ours, not kopf's own guess, so the handlers can find this replica's
+        # record in the peering object (leadership.py); in the memo for them.
+        identity=identity,
+        memo=kopf.Memo(namespaces=tuple(namespaces), identity=identity),
     )
     return 0

@@ -4,15 +4,17 @@
 ``Reconciler`` and the settle queue. kopf hands the same memo to every
 handler, so there are no module globals and no lazy construction to race on.
 
-``WatchedKube`` is ``kube.ApiServer`` whose reads come from kopf's indexes:
-the watch cache keeps, for every IrisModel and child, only the fields the
-reconcile steps read (``projection``), so a no-op resync reads nothing from
-the API server and 2,000 IrisModels stay small in memory.
+``WatchedKube`` is ``kube.ApiServer`` whose reads come from the watch
+caches: kopf's index of IrisModels and the operator's own cache of children
+and serving pods (watchcache.py). Both keep only the fields the reconcile
+steps read (``projection``), so a no-op resync reads nothing from the API
+server and 2,000 IrisModels stay small in memory.
+
+``Leadership`` gates the one path kopf does not: a child's change, heard by
+the operator's own cache, schedules a resync only on the active replica.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from typing import Any, Mapping
@@ -21,10 +23,12 @@ import kopf
 
 from . import kube, metrics, names
 from .debounce import Debouncer
+from .leadership import Leadership
 from .pipeline import PipelineError
 from .reconcile import Pipeline, Reconciler
 from .settings import Settings
 from .spec import SpecError
+from .watchcache import POD, WATCHED, OnChange, Store, WatchCache, key_of, projection
 
 log = logging.getLogger(__name__)
 
@@ -34,99 +38,67 @@ RESUME_DELAY = 5.0
 TRANSIENT_DELAYS = (5, 10, 20, 40, 80, 160, 300)
 # Index ids: kopf passes each index to handlers as a keyword argument of this name.
 MODEL_INDEX = "irismodels"
-POD_INDEX = "serving_pods"
-POD = "Pod"
-
-
-def child_index_id(kind: str) -> str:
-    return f"children_{kind.lower()}"
 
 
 def backoff(retry: int) -> int:
     return TRANSIENT_DELAYS[min(retry, len(TRANSIENT_DELAYS) - 1)]
 
 
-# ---- what the watch cache keeps ---------------------------------------------
-
-# Metadata the steps read: identity, ownership, our labels and annotations
-# (drift compares what we set), and whether it is going away.
-_META_KEYS = ("name", "namespace", "uid", "generation", "deletionTimestamp", "ownerReferences")
-# Deployment status fields conditions.observe_rollout reads; no other child's status is read.
-_DEPLOYMENT_STATUS_KEYS = ("observedGeneration", "replicas", "readyReplicas", "updatedReplicas",
-                           "availableReplicas", "terminatingReplicas", "conditions")
-# Pod status fields podfacts reads to explain an unfinished rollout.
-_POD_STATUS_KEYS = ("phase", "conditions", "containerStatuses", "initContainerStatuses")
-
-
-def _ours(mapping: Mapping[str, str] | None) -> dict[str, str]:
-    """Labels/annotations under our keys (kubectl's last-applied copy of the object is not one)."""
-    return {k: v for k, v in (mapping or {}).items()
-            if k.startswith(names.GROUP) or k.startswith("app.kubernetes.io/")}
-
-
-def projection(kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of an object the reconcile steps read; nothing else is cached."""
-    meta = body.get("metadata", {})
-    kept: dict[str, Any] = {k: meta[k] for k in _META_KEYS if k in meta}
-    if kind != names.KIND:  # the IrisModel's labels/annotations are kopf's and the user's, never read
-        kept["labels"] = _ours(meta.get("labels"))
-        kept["annotations"] = _ours(meta.get("annotations"))
-    if kind == POD:  # read, never applied: no spec
-        status = body.get("status") or {}
-        return {"metadata": kept, "status": {k: status[k] for k in _POD_STATUS_KEYS if k in status}}
-    view: dict[str, Any] = {"metadata": kept, "spec": dict(body.get("spec") or {})}
-    if kind == names.KIND:
-        view["status"] = dict(body.get("status") or {})
-    elif kind == "Deployment":
-        status = body.get("status") or {}
-        view["status"] = {k: status[k] for k in _DEPLOYMENT_STATUS_KEYS if k in status}
-    return view
-
-
-def fingerprint(view: Mapping[str, Any]) -> bytes:
-    return hashlib.blake2b(json.dumps(view, sort_keys=True, default=str).encode(), digest_size=12).digest()
-
-
 class WatchedKube(kube.ApiServer):
-    """The API server, with reads answered from kopf's indexes once kopf has handed them over."""
+    """The API server, with reads answered from the watch caches once they are filled.
+
+    The IrisModels come from kopf's index (kopf delivers their events to the
+    handlers anyway); the children and serving pods from the operator's own
+    cache (watchcache.py). Until a cache has its first list, reads go to the API.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self._indexes: dict[str, Any] = {}  # kind -> kopf.Index of projections
+        self._models: Any = None  # kopf's Index of IrisModel projections, once a handler has run
+        self.cache: WatchCache | None = None
         # Children we applied whose watch event has not arrived yet: right after
         # a create the watch may lag, and the next resync would apply again.
         self._applied: dict[tuple[str, str, str], dict[str, Any]] = {}
-        # Fingerprint of each child's projection as last seen in an event, so
-        # an event that changes nothing we read costs no resync.
-        self._seen: dict[tuple[str, str, str], bytes] = {}
 
     def attach(self, handler_kwargs: Mapping[str, Any]) -> None:
-        """Keep the indexes kopf passes to handlers (the same live objects every time)."""
-        if not self._indexes and MODEL_INDEX in handler_kwargs:
-            self._indexes = {names.KIND: handler_kwargs[MODEL_INDEX], POD: handler_kwargs[POD_INDEX],
-                             **{kind: handler_kwargs[child_index_id(kind)] for kind in kube.CHILD_KINDS}}
+        """Keep the index kopf passes to handlers (the same live object every time)."""
+        if self._models is None and MODEL_INDEX in handler_kwargs:
+            self._models = handler_kwargs[MODEL_INDEX]
+
+    def watch(self, on_change: OnChange, namespaces: tuple[str, ...] = ()) -> None:
+        """Start the cache of children and serving pods; ``on_change`` hears every change after its first list."""
+        def changed(kind: str, view: dict[str, Any], deleted: bool, differs: bool) -> None:
+            self._applied.pop((kind, *key_of(view)), None)  # the cache is authoritative from now on
+            on_change(kind, view, deleted, differs)
+
+        # Its own client: six long-lived watches must not hold the workers' pool connections.
+        self.cache = WatchCache(kube.ApiServer(), changed, namespaces)
+        self.cache.start()
+
+    def _store(self, kind: str) -> Store | None:
+        cache = self.cache
+        return cache.stores[kind] if cache is not None and kind in WATCHED and cache.synced(kind) else None
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        """The serving pods from the watch cache (indexed by IrisModel), no API request.
+        """The serving pods from the watch cache (grouped by IrisModel), no API request.
 
         A rollout that cannot finish (no node, no quota) would otherwise cost a
         pod list per look for every IrisModel.
         """
-        store = self._indexes.get(POD)
+        store = self._store(POD)
         labels = dict(part.split("=", 1) for part in selector.split(",") if "=" in part)
         pod_selector_keys = set(names.selector_labels("any-name"))  # the same keys for every IrisModel
         if store is None or set(labels) != pod_selector_keys:
             return super().list_pods(namespace, selector)  # no cache yet, or not a serving-pod selector
-        return [pod for pod in store.get((namespace, labels[names.LABEL_INSTANCE]), [])
+        return [pod for pod in store.group((namespace, labels[names.LABEL_INSTANCE]))
                 if all(pod["metadata"].get("labels", {}).get(k) == v for k, v in labels.items())]
 
     def live(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        store = self._indexes.get(kind)
+        store = self._store(kind)
         if store is None:
-            return super().live(kind, namespace, name)  # indexes not handed to us yet: ask the API
-        for value in store.get((namespace, name), []):
-            return value
-        return self._applied.get((kind, namespace, name))
+            return super().live(kind, namespace, name)  # not cached, or not listed yet: ask the API
+        view = store.get((namespace, name))
+        return view if view is not None else self._applied.get((kind, namespace, name))
 
     def apply(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
         live = super().apply(manifest)
@@ -136,34 +108,20 @@ class WatchedKube(kube.ApiServer):
 
     def model(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The newest cached IrisModel, or None once it is gone."""
-        store = self._indexes.get(names.KIND)
+        store = self._models
         return next(iter(store.get((namespace, name), [])), None) if store is not None else None
 
     @property
     def attached(self) -> bool:
-        return bool(self._indexes)
+        return self._models is not None
 
     def models(self) -> list[dict[str, Any]]:
-        store = self._indexes.get(names.KIND)
+        store = self._models
         return [value for values in (store.values() if store is not None else ()) for value in values]
 
-    def child_changed(self, kind: str, body: Mapping[str, Any], deleted: bool) -> bool:
-        """Record a child's watch event; False when it changed nothing the steps read."""
-        meta = body.get("metadata", {})
-        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
-        self._applied.pop(key, None)  # the index is authoritative from now on
-        if deleted:
-            self._seen.pop(key, None)
-            return True
-        new = fingerprint(projection(kind, body))
-        old = self._seen.get(key)
-        self._seen[key] = new
-        return old != new
-
     def forget(self, namespace: str, name: str) -> None:
-        for store in (self._applied, self._seen):
-            for key in [k for k in list(store) if k[1:] == (namespace, names.child_name(name))]:
-                store.pop(key, None)
+        for key in [k for k in list(self._applied) if k[1:] == (namespace, names.child_name(name))]:
+            self._applied.pop(key, None)
 
 
 class Runtime:
@@ -180,9 +138,10 @@ class Runtime:
     """
 
     def __init__(self, settings: Settings, kube_io: WatchedKube | None = None, pipeline: Pipeline | None = None,
-                 workers: int = 32):
+                 workers: int = 32, leadership: Leadership | None = None):
         self.settings = settings
         self.kube = kube_io or WatchedKube()
+        self.leadership = leadership or Leadership(settings.peering, identity="", priority=0)
         self.settle = Debouncer(settings.settle_seconds, self.resync_latest, name="irisop-settle")
         # Artifact downloads and registry pushes block a worker for seconds;
         # many IrisModels created at once should not queue behind each other.
@@ -197,8 +156,40 @@ class Runtime:
         metrics.SETTLE_PENDING.set_function(self.settle.pending)
         metrics.RECONCILE_PENDING.set_function(self.work.pending)
 
+    def start(self, namespaces: tuple[str, ...] = ()) -> None:
+        """Start the watch cache of children and pods, and (with peering) the leadership poll."""
+        self.kube.watch(self.child_change, namespaces)
+        self.leadership.start(self.resync_all)
+
+    def stop(self) -> None:
+        self.leadership.stop()
+        if self.kube.cache is not None:
+            self.kube.cache.stop()
+
     def schedule(self, key: tuple[str, str], body: Mapping[str, Any]) -> None:
         self.settle.submit(key, key)
+
+    def child_change(self, kind: str, view: Mapping[str, Any], deleted: bool, changed: bool) -> None:
+        """A child changed something we read (drift, deletion, rollout progress): settle, then resync its IrisModel.
+
+        Called by the watch cache, outside kopf, so on a standby replica too:
+        only the active one acts. Pods are read on demand, never a trigger.
+        """
+        if kind == POD:
+            return
+        meta = view.get("metadata", {})
+        parent = (meta.get("labels") or {}).get(names.LABEL_INSTANCE)
+        act = bool(changed and parent and self.leadership.active())
+        metrics.CHILD_EVENTS.labels(kind=kind, action="resync" if act else "ignored").inc()
+        if act:
+            key = (meta.get("namespace", ""), parent)
+            self.settle.submit(key, key)
+
+    def resync_all(self) -> None:
+        """This replica became the leader: its children may have drifted while it stood by."""
+        for model in self.kube.models():
+            key = (model["metadata"]["namespace"], model["metadata"]["name"])
+            self.settle.submit(key, key)
 
     def model_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """One watch event of an IrisModel: queue a reconcile if it brings a generation not yet reconciled."""
@@ -266,8 +257,8 @@ class Runtime:
     def models_unseen(self) -> int:
         """IrisModels in the watch cache that this process has not reconciled since it started.
 
-        -1 until a handler has run: kopf runs none before every watch cache is
-        filled, so before that the count is unknown, not 0.
+        -1 until a handler has run: kopf runs none before its index of
+        IrisModels is filled, so before that the count is unknown, not 0.
         """
         if not self.kube.attached:
             return -1

@@ -30,9 +30,9 @@ def test_two_replicas_with_peering_handle_each_object_once(crd, kube_cluster, op
     assert out.returncode == 0, out.stderr
 
     env = {**operator_env, "IRISOP_PEERING": peering}
-    metrics_port = free_port()
-    first = operator_process("op-a", env, tmp_path, metrics_port=metrics_port)
-    second = operator_process("op-b", env, tmp_path)
+    ports = {"op-a": free_port(), "op-b": free_port()}
+    first = operator_process("op-a", env, tmp_path, metrics_port=ports["op-a"])
+    second = operator_process("op-b", env, tmp_path, metrics_port=ports["op-b"])
     first.start()
     second.start()
     try:
@@ -49,17 +49,43 @@ def test_two_replicas_with_peering_handle_each_object_once(crd, kube_cluster, op
         # The one INFO line the operator logs per decision (kopf's own
         # handler lines are DEBUG unless --verbose).
         mine = f"[{namespace}/iris] ModelVersionReady:"
+        leader = _settled_leader(first, second)
         handled = [p.name for p in (first, second) if mine in p.log_tail(10**6)]
-        assert handled == [_settled_leader(first, second)], f"exactly the leader must handle the object: {handled}"
+        assert handled == [leader], f"exactly the leader must handle the object: {handled}"
+        standby = next(name for name in ports if name != leader)
+
+        # A deleted child is heard by both replicas' own watch caches (outside
+        # kopf, so peering does not pause them); only the leader restores it.
+        heard_before = _metric(ports[standby], "irisop_child_events_total", kind="Service", action="ignored")
+        applied_before = _metric(ports[leader], "irisop_api_writes_total", verb="apply", kind="Service")
+        assert kubectl(kube_cluster, "-n", namespace, "delete", "service", "iris").returncode == 0
+        wait_for(lambda: _metric(ports[leader], "irisop_api_writes_total", verb="apply", kind="Service")
+                 > applied_before, timeout=30, what="the leader to restore the Service")
+        wait_for(lambda: _metric(ports[standby], "irisop_child_events_total", kind="Service", action="ignored")
+                 > heard_before, timeout=30, what="the standby to hear the deletion")
+        assert _metric(ports[standby], "irisop_api_writes_total") == 0, "the standby must write nothing"
+        assert kubectl(kube_cluster, "-n", namespace, "get", "service", "iris").returncode == 0
 
         # liveness and metrics of a running replica
-        metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        metrics = requests.get(f"http://127.0.0.1:{ports[leader]}/metrics", timeout=5).text
         assert "irisop_reconciles_total" in metrics
         assert "irisop_api_writes_total" in metrics
     finally:
         first.stop()
         second.stop()
         kubectl(kube_cluster, "delete", "clusterkopfpeering", peering, "--ignore-not-found")
+
+
+def _metric(port: int, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include ``labels``, from a replica's /metrics."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+            if all(found.get(k) == v for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def _settled_leader(*replicas) -> str | None:

@@ -14,7 +14,8 @@ import kopf
 
 from irisop_operator import handlers, kube, names
 from irisop_operator.builders import Owner, build_children
-from irisop_operator.runtime import Runtime, WatchedKube, projection
+from irisop_operator.runtime import Runtime, WatchedKube
+from irisop_operator.watchcache import Store, WatchCache, projection
 from irisop_operator.settings import Settings
 from irisop_operator.spec import parse_spec
 from tests.unit.test_reconcile import FakeAPI
@@ -40,6 +41,7 @@ def test_the_api_server_and_the_fake_implement_the_one_protocol():
 
 def test_startup_keeps_one_runtime_in_kopfs_memo(monkeypatch):
     monkeypatch.setattr(handlers, "get_settings", lambda: Settings(metrics_port=0))
+    monkeypatch.setattr(Runtime, "start", lambda self, namespaces=(): None)  # no cluster to watch here
     memo = kopf.Memo()
     handlers.configure(settings=kopf.OperatorSettings(), memo=memo)
     runtime = memo.runtime
@@ -86,22 +88,46 @@ def test_the_watch_cache_keeps_only_the_fields_the_steps_read():
 
 
 def test_a_child_event_that_changes_nothing_read_schedules_no_resync():
-    kube_io = WatchedKube()
+    store = Store()
     live = _deployment_body()
-    assert kube_io.child_changed("Deployment", live, deleted=False)  # first sight
-    assert not kube_io.child_changed("Deployment", live, deleted=False)
+    assert store.put(projection("Deployment", live))  # first sight
+    assert not store.put(projection("Deployment", live))
     other = copy.deepcopy(live)
     other["metadata"]["resourceVersion"] = "78"
     other["metadata"]["labels"]["someone-else"] = "y"  # not ours
     other["metadata"]["managedFields"] = []
-    assert not kube_io.child_changed("Deployment", other, deleted=False)
+    assert not store.put(projection("Deployment", other))
     progressed = copy.deepcopy(other)
     progressed["status"]["readyReplicas"] = 0  # status we read
-    assert kube_io.child_changed("Deployment", progressed, deleted=False)
+    assert store.put(projection("Deployment", progressed))
     edited = copy.deepcopy(progressed)
     edited["spec"]["replicas"] = 4  # drift
-    assert kube_io.child_changed("Deployment", edited, deleted=False)
-    assert kube_io.child_changed("Deployment", edited, deleted=True)
+    assert store.put(projection("Deployment", edited))
+
+
+def test_child_changes_resync_the_parent_only_when_they_change_something_and_this_replica_leads():
+    class Leader:
+        active_now = True
+
+        def active(self):
+            return self.active_now
+
+        def start(self, on_gain):
+            pass
+
+    leader = Leader()
+    runtime = Runtime(Settings(), kube_io=WatchedKube(), leadership=leader)
+    submitted = []
+    runtime.settle.submit = lambda key, value, delay=None: submitted.append(key)
+    view = projection("Deployment", _deployment_body())
+    runtime.child_change("Deployment", view, deleted=False, changed=False)
+    assert submitted == []
+    runtime.child_change("Deployment", view, deleted=False, changed=True)
+    assert submitted == [("ml", "iris")]
+    runtime.child_change("Pod", view, deleted=False, changed=True)  # pods are read on demand, never a trigger
+    leader.active_now = False
+    runtime.child_change("Deployment", view, deleted=True, changed=True)
+    assert submitted == [("ml", "iris")]
 
 
 def test_models_unseen_counts_cached_models_not_reconciled_since_start():
@@ -112,8 +138,7 @@ def test_models_unseen_counts_cached_models_not_reconciled_since_start():
     assert runtime.models_unseen() == -1  # no handler has run: the watch caches may still be filling
     models = Index({("ml", f"m{i}"): [{"metadata": {"namespace": "ml", "name": f"m{i}", "uid": f"u{i}"},
                                        "spec": {}, "status": {}}] for i in range(3)})
-    runtime.kube.attach({"irismodels": models, "serving_pods": Index(),
-                         **{f"children_{kind.lower()}": Index() for kind in kube.CHILD_KINDS}})
+    runtime.kube.attach({"irismodels": models})
     assert runtime.models_unseen() == 3
     runtime._handled[("ml", "m0", "u0")] = 1
     assert runtime.models_unseen() == 2
@@ -122,9 +147,6 @@ def test_models_unseen_counts_cached_models_not_reconciled_since_start():
 
 
 def test_serving_pods_come_from_the_watch_cache_not_a_list_request():
-    class Index(dict):
-        pass
-
     def pod(name: str, instance: str, **status) -> dict:
         return projection("Pod", {
             "metadata": {"name": name, "namespace": "ml", "labels": names.child_labels(instance),
@@ -133,10 +155,11 @@ def test_serving_pods_come_from_the_watch_cache_not_a_list_request():
             "status": {"phase": "Running", "podIP": "10.0.0.1", **status}})
 
     kube_io = WatchedKube()
-    pods = Index({("ml", "iris"): [pod("iris-a", "iris"), pod("iris-b", "iris")],
-                  ("ml", "other"): [pod("other-a", "other")]})
-    kube_io.attach({"irismodels": Index(), "serving_pods": pods,
-                    **{f"children_{kind.lower()}": Index() for kind in kube.CHILD_KINDS}})
+    kube_io.cache = WatchCache(lister=None, on_change=lambda *change: None)  # filled by hand, never started
+    for reflector in kube_io.cache.reflectors:
+        reflector.synced.set()
+    for view in (pod("iris-a", "iris"), pod("iris-b", "iris"), pod("other-a", "other")):
+        kube_io.cache.stores["Pod"].put(view)
     found = kube_io.list_pods("ml", names.selector_string("iris"))
     assert [p["metadata"]["name"] for p in found] == ["iris-a", "iris-b"]
     assert "spec" not in found[0] and "podIP" not in found[0]["status"] and "managedFields" not in found[0]["metadata"]
