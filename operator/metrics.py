@@ -24,6 +24,8 @@ PIPELINE_ERRORS = Counter("irisop_pipeline_errors_total", "Artifact and image fa
 CHILD_EVENTS = Counter("irisop_child_events_total",
                        "Watch events of children, by kind and whether they scheduled a resync (resync, ignored)",
                        ["kind", "action"])
+WATCH_RESTARTS = Counter("irisop_watch_restarts_total",
+                         "The watch cache's full lists (list) and failed watches (error), by kind", ["kind", "reason"])
 MODELS_UNSEEN = Gauge("irisop_models_unseen",
                       "IrisModels in this process's watch cache not yet reconciled since it started "
                       "(0 once the resume pass covered them)")

@@ -25,7 +25,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Protocol
 
-from . import kube, names
+from . import kube, metrics, names
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,7 @@ class Reflector:
                 failures += 1
 
     def _backoff(self, failures: int, exc: Exception) -> float:
+        metrics.WATCH_RESTARTS.labels(kind=self.source.kind, reason="error").inc()
         delay = self._delays[min(failures, len(self._delays) - 1)]
         log.warning("watching %s: %s; again in %s s", self.source.path, exc, delay)
         return delay
@@ -240,6 +241,7 @@ class Reflector:
                 self.on_change(self.source.kind, view, deleted, True)
         self.synced.set()
         self.relists += 1
+        metrics.WATCH_RESTARTS.labels(kind=self.source.kind, reason="list").inc()
         return (page.get("metadata") or {}).get("resourceVersion", "")
 
     def watch(self, resource_version: str) -> str:
