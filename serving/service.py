@@ -25,6 +25,7 @@ from .quality import min_accuracy_from_env
 from .middleware import EdgeMiddleware
 from .openapi import OpenAPIRoute
 from .predict_route import PredictRoute
+from .timeout import install as install_bounded_timeout
 from .settings import DEFAULT_MAX_BATCH_ROWS, ServingSettings, access_log_enabled, bentoml_config, timeouts
 from .settings import workers as serving_workers
 
@@ -120,11 +121,11 @@ class IrisClassifier:
 
 # /predict is a lean ASGI route, not a @bentoml.api (predict_route.py says why);
 # /docs.json is our own document, because it must describe that route.
-IrisClassifier.add_asgi_middleware(
-    EdgeMiddleware,
-    status=lambda: STATE,
-    routes={
-        "/predict": PredictRoute(lambda: STATE, body_timeout=timeouts()[0]),
-        "/docs.json": OpenAPIRoute(lambda: STATE.max_batch_rows),
-    },
-)
+ROUTES = {
+    "/predict": PredictRoute(lambda: STATE, body_timeout=timeouts()[0]),
+    "/docs.json": OpenAPIRoute(lambda: STATE.max_batch_rows),
+}
+IrisClassifier.add_asgi_middleware(EdgeMiddleware, status=lambda: STATE, routes=ROUTES)
+# BentoML's request timeout without the timer it leaves per request (timeout.py);
+# our routes bound their own time.
+install_bounded_timeout(exempt=ROUTES)

@@ -103,14 +103,12 @@ def bentoml_config(env: Mapping[str, str] | None = None) -> dict[str, object]:
     env = os.environ if env is None else env
     config: dict[str, object] = {
         "logging": {"access": {"enabled": access_log_enabled(env)}},
-        # BentoML's timeout middleware wraps every route, /predict included,
-        # and its clock starts with the request line, so it would also cut off
-        # a client still uploading (504 for a client fault). /predict runs its
-        # own body clock (predict_route.py, 408) and, once the body is in,
-        # does synchronous work bounded by the row limit, so BentoML's clock
-        # is set past body + processing time: a backstop that never fires first.
-        # It arms a timer per request and never cancels it; what a timer holds
-        # is small for the lean route (no BentoML request context).
+        # BentoML's request timeout (BoundedTimeout, timeout.py, in place of
+        # BentoML's own, which left a timer per request) times every route
+        # but /predict and /docs.json: /predict runs its own body clock (408)
+        # and then bounded synchronous work. Its clock starts with the request
+        # line, so for any route that reads a body it is set past body +
+        # processing time: a backstop that never cuts off an upload first.
         "traffic": {"timeout": sum(timeouts(env))},
     }
     if not _flag(env.get("IRISOP_TRACE_REQUESTS", "")):
