@@ -50,6 +50,7 @@ THREADS = 32
 # What the `irisop` entry point runs, with this interpreter (no PATH lookup).
 IRISOP = [sys.executable, "-c", "import sys; from irisop_operator.cli import main; sys.exit(main())"]
 FAKE_NODE = "bench-node"
+STALL_AFTER_S = 3600  # spec.serving.progressDeadlineSeconds of every IrisModel (create_model says why)
 TARGETS = {"ratio": 0.7, "writes_per_model": 5, "resync_writes": 0, "rss_mib": 250, "restart_to_ready_s": 30,
            "log_lines_per_model": 3, "log_lines_per_resync": 0}
 
@@ -155,8 +156,13 @@ class Cluster:
     def create_model(self, ns: str, name: str, uri: str) -> dict:
         from irisop_operator import names
 
+        # No node runs the pods, so every rollout would stall after the default
+        # 120 s progress deadline, and the operator would rightly publish that:
+        # status writes in the middle of a restart phase that should make none.
+        # An hour keeps the run about the operator's own work.
         body = {"apiVersion": names.API_VERSION, "kind": names.KIND, "metadata": {"name": name},
-                "spec": {"model": {"uri": uri}, "image": IMAGE}}
+                "spec": {"model": {"uri": uri}, "image": IMAGE,
+                         "serving": {"progressDeadlineSeconds": STALL_AFTER_S}}}
         return self.custom.create_namespaced_custom_object(names.GROUP, names.VERSION, ns, names.PLURAL, body)
 
     def done(self, ns: str, n: int) -> bool:

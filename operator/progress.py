@@ -9,13 +9,14 @@ pieces fix that:
 - ``Attempts`` numbers the tries of one step for one source and remembers the
   last transient error, so a message can read
   "reading s3://b/iris/v2/ (attempt 2: S3 unreachable …)".
-- ``announce_if_slow`` runs a status write from a timer thread if the step is
-  still running after a few seconds. Fast steps (the usual case) write
+- ``SlowSteps.announce_if_slow`` runs a status write from a worker if the
+  step is still running after a few seconds. Fast steps (the usual case) write
   nothing extra; the reconcile thread waits for a running announcement
   before it writes its own result, so the last word is always the result.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from . import kube
+from .debounce import Debouncer
 
 log = logging.getLogger(__name__)
 
@@ -74,39 +76,62 @@ class Attempts:
 
 
 class Notice:
-    """The timer behind one ``announce_if_slow`` block."""
+    """One ``announce_if_slow`` block: announced at most once, and never after the block has ended."""
 
-    def __init__(self, after: float, announce: Callable[[], None]) -> None:
+    def __init__(self, announce: Callable[[], None]) -> None:
         self._announce = announce
         self._lock = threading.Lock()
         self._done = False
+        self._settled = threading.Event()  # fired, or cancelled
         self.announced = False
-        self._timer = threading.Timer(after, self._fire)
-        self._timer.daemon = True
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self._lock:
-            if self._done:
-                return
-            try:
-                self._announce()
-                self.announced = True
-            except kube.KubeError as exc:  # a courtesy: the step's own result is written anyway
-                log.info("could not announce a slow step: %s", exc)
+            if not self._done:
+                try:
+                    self._announce()
+                    self.announced = True
+                except kube.KubeError as exc:  # a courtesy: the step's own result is written anyway
+                    log.info("could not announce a slow step: %s", exc)
+        self._settled.set()
+
+    def cancel(self) -> None:
+        with self._lock:  # waits for an announcement in flight, and stops a late one
+            self._done = True
+        self._settled.set()
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait until the timer thread has finished (fired, or seen that it was cancelled)."""
-        self._timer.join(timeout)
+        """Wait until the notice has fired or been cancelled."""
+        self._settled.wait(timeout)
 
 
-@contextmanager
-def announce_if_slow(after: float, announce: Callable[[], None]) -> Iterator[Notice]:
-    """Call ``announce()`` once, from a timer thread, if the block is still running after ``after`` seconds."""
-    notice = Notice(after, announce)
-    notice._timer.start()
-    try:
-        yield notice
-    finally:
-        notice._timer.cancel()
-        with notice._lock:  # waits for an announcement in flight, and stops a late one
-            notice._done = True
+class SlowSteps:
+    """Every pending announcement on one timer thread and a few workers.
+
+    A ``threading.Timer`` per step started two threads per reconcile; at 500
+    IrisModels at once that was ~7 % of the reconcile threads' time, spent
+    waiting in ``Thread.start`` (py-spy of benchmarks/operator_scale.py).
+    Built on first use, so a Reconciler that never runs a step starts no thread.
+    """
+
+    def __init__(self, workers: int = 4) -> None:
+        self._workers = workers
+        self._queue: Debouncer | None = None
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def announce_if_slow(self, after: float, announce: Callable[[], None]) -> Iterator[Notice]:
+        """Call ``announce()`` once, from a worker, if the block is still running after ``after`` seconds."""
+        notice = Notice(announce)
+        self._timer().submit(next(self._ids), notice, delay=after)
+        try:
+            yield notice
+        finally:
+            notice.cancel()
+
+    def _timer(self) -> Debouncer:
+        with self._lock:
+            if self._queue is None:
+                self._queue = Debouncer(0.0, Notice.fire, name="irisop-slow-step", workers=self._workers)
+            return self._queue

@@ -35,7 +35,7 @@ from .drift import needs_apply
 from .kube import KubeError, KubeIO
 from .newpods import NewPodsInspector
 from .pipeline import ImageResult, ModelSource, PipelineError, VerifiedArtifact, static_credentials
-from .progress import ANNOUNCE_AFTER, Attempt, Attempts, announce_if_slow
+from .progress import ANNOUNCE_AFTER, Attempt, Attempts, SlowSteps
 from .settings import Settings
 from .spec import IrisModelSpec, SpecError, parse_spec
 
@@ -167,6 +167,7 @@ class Reconciler:
         self._records: dict[Key, ObjectRecord] = {}
         # Seconds a pipeline step may run before status says it is running (issue 13.3).
         self.announce_after = ANNOUNCE_AFTER
+        self.slow_steps = SlowSteps()
 
     # ---- entry points -------------------------------------------------
 
@@ -258,7 +259,7 @@ class Reconciler:
                                                                 self._live_rollout(body, record)))
 
         try:
-            with announce_if_slow(self.announce_after, announce):
+            with self.slow_steps.announce_if_slow(self.announce_after, announce):
                 yield step
         except PipelineError as exc:
             if not exc.transient:

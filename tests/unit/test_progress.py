@@ -9,7 +9,7 @@ import pytest
 from irisop_operator import conditions as c
 from irisop_operator.kube import KubeError
 from irisop_operator.pipeline import ArtifactError, ImageError
-from irisop_operator.progress import Attempt, Attempts, announce_if_slow
+from irisop_operator.progress import Attempt, Attempts, SlowSteps
 from irisop_operator.reconcile import Reconciler
 from irisop_operator.settings import Settings
 from tests.unit.test_reconcile import FakeAPI, FakePipeline, body
@@ -40,7 +40,7 @@ def test_a_slow_step_is_announced_once():
         calls.append(1)
         announced.set()
 
-    with announce_if_slow(0.01, announce) as notice:
+    with SlowSteps().announce_if_slow(0.01, announce) as notice:
         assert announced.wait(10), "the slow step was never announced"
     notice.join(10)
     assert calls == [1] and notice.announced
@@ -48,9 +48,9 @@ def test_a_slow_step_is_announced_once():
 
 def test_a_fast_step_announces_nothing():
     calls = []
-    with announce_if_slow(0.2, lambda: calls.append(1)) as notice:
+    with SlowSteps().announce_if_slow(0.2, lambda: calls.append(1)) as notice:
         pass
-    notice.join(10)  # the timer thread has ended: it can no longer announce
+    notice.join(10)  # cancelled: it can no longer announce
     assert calls == [] and not notice.announced
 
 
@@ -58,7 +58,7 @@ def test_an_announcement_that_fails_is_only_logged():
     def announce():
         raise KubeError("PATCH status: 503", 503)
 
-    with announce_if_slow(0.0, announce) as notice:
+    with SlowSteps().announce_if_slow(0.0, announce) as notice:
         notice.join(10)
     assert not notice.announced
 
