@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -96,17 +97,18 @@ def run(stack, smoke: bool) -> int:
 
     try:
         started = time.perf_counter()
-        subprocess.run(_kubectl_apply(stack, body), check=True, capture_output=True)
+        subprocess.run(_kubectl_apply(stack), input=json.dumps(body).encode(), check=True, capture_output=True)
         wait(ready)
         apply_to_ready = time.perf_counter() - started
 
         # A new model version: train with another seed, upload to a new prefix, change spec.model.uri.
         os.environ.update(aws_env(network.S3_PORT, host=network.STACK_ADDRESS))  # the stack's S3 stand-in
-        out = Path("/tmp/irisop-bench-v2")
-        meta = write_artifact(out, train(TrainParams(seed=1234)), "joblib")
         uri = "s3://iris-models/iris/bench-v2/"
-        upload_artifact(out, [p.name for p in out.iterdir() if p.is_file()], parse_s3_uri(uri),
-                        client=boto3.client("s3"))
+        with tempfile.TemporaryDirectory(prefix="irisop-bench-v2-") as scratch:
+            out = Path(scratch)
+            meta = write_artifact(out, train(TrainParams(seed=1234)), "joblib")
+            upload_artifact(out, [p.name for p in out.iterdir() if p.is_file()], parse_s3_uri(uri),
+                            client=boto3.client("s3"))
         svc = json.loads(stack.kubectl("-n", ns, "get", "service", name, "-o", "json"))
         url = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}/predict"
         started = time.perf_counter()
@@ -139,12 +141,11 @@ def run(stack, smoke: bool) -> int:
     return 0
 
 
-def _kubectl_apply(stack, body: dict) -> list[str]:
+def _kubectl_apply(stack) -> list[str]:
+    """kubectl apply of the manifest on stdin (no file left behind)."""
     from irisop_deploy.local import binaries
 
-    path = Path("/tmp/irisop-bench-model.json")
-    path.write_text(json.dumps(body))
-    return [str(binaries.kube_bin_dir() / "kubectl"), "--kubeconfig", str(stack.plane.kubeconfig), "apply", "-f", str(path)]
+    return [str(binaries.kube_bin_dir() / "kubectl"), "--kubeconfig", str(stack.plane.kubeconfig), "apply", "-f", "-"]
 
 
 if __name__ == "__main__":

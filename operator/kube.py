@@ -142,26 +142,33 @@ class ApiServer:
             self._api = new_api_client()
         return self._api
 
-    def _call(self, method: str, path: str, *, body: Any = None, content_type: str = "application/json",
-              query: list[tuple[str, str]] | None = None, text: bool = False) -> Any:
-        """One API request; the decoded JSON (or, with ``text``, the body as a string)."""
+    def _send(self, method: str, path: str, what: str, *, query: list[tuple[str, str]], headers: dict[str, str],
+              timeout: float | tuple[float, float], body: Any = None) -> Any:
+        """One request, its response not yet read; a refused or reset connection is a KubeError."""
         api = self.api
         try:
             method, url, headers, body, _ = api.param_serialize(
-                method, path, query_params=query or [], body=body, auth_settings=["BearerToken"],
-                # Not "text/plain" for text: an error Status is negotiated against
-                # Accept too, and the API server answers 406 to text/plain.
-                header_params={"Content-Type": content_type, "Accept": "*/*" if text else "application/json"},
-            )
-            response = api.call_api(method, url, header_params=headers, body=body, _request_timeout=30)
-            data = response.read()
+                method, path, query_params=query, body=body, auth_settings=["BearerToken"], header_params=headers)
+            return api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
         except ApiException as exc:
-            raise KubeError(f"{method} {path}: {exc.status} {exc.reason}: {_api_message(exc.body)}", exc.status) from exc
+            raise KubeError(f"{what}: {exc.status} {exc.reason}: {_api_message(exc.body)}", exc.status) from exc
         except (OSError, urllib3.exceptions.HTTPError) as exc:  # refused/reset: the API server is restarting
-            raise KubeError(f"{method} {path}: {exc}", None) from exc
+            raise KubeError(f"{what}: {exc}", None) from exc
+
+    def _call(self, method: str, path: str, *, body: Any = None, content_type: str = "application/json",
+              query: list[tuple[str, str]] | None = None, text: bool = False) -> Any:
+        """One API request; the decoded JSON (or, with ``text``, the body as a string)."""
+        what = f"{method} {path}"
+        # Not "text/plain" for text: an error Status is negotiated against
+        # Accept too, and the API server answers 406 to text/plain.
+        headers = {"Content-Type": content_type, "Accept": "*/*" if text else "application/json"}
+        response = self._send(method, path, what, query=query or [], headers=headers, timeout=30, body=body)
+        try:
+            data = response.read()
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise KubeError(f"{what}: {exc}", None) from exc
         if not 200 <= response.status < 300:
-            raise KubeError(f"{method} {path}: {response.status} {response.reason}: {_api_message(data)}",
-                            response.status)
+            raise KubeError(f"{what}: {response.status} {response.reason}: {_api_message(data)}", response.status)
         if text:
             return data.decode("utf-8", "replace")
         return json.loads(data) if data else None
@@ -177,23 +184,18 @@ class ApiServer:
         bookmarks is never silent for long, so a stream quiet past its own
         timeoutSeconds is a dead connection (a partition), not a quiet cluster.
         """
-        api = self.api
-        method, url, headers, _, _ = api.param_serialize(
-            "GET", path, query_params=[*query, ("watch", "true")], auth_settings=["BearerToken"],
-            header_params={"Accept": "application/json"})
-        try:
-            response = api.call_api(method, url, header_params=headers, _request_timeout=(10, read_timeout))
-        except (OSError, urllib3.exceptions.HTTPError) as exc:
-            raise KubeError(f"watch {path}: {exc}", None) from exc
+        what = f"watch {path}"
+        response = self._send("GET", path, what, query=[*query, ("watch", "true")],
+                              headers={"Accept": "application/json"}, timeout=(10, read_timeout))
         raw = response.response
         try:
             if not 200 <= response.status < 300:
-                raise KubeError(f"watch {path}: {response.status} {response.reason}: {_api_message(raw.data)}",
+                raise KubeError(f"{what}: {response.status} {response.reason}: {_api_message(raw.data)}",
                                 response.status)
             for line in iter_resp_lines(raw):
                 yield json.loads(line)
         except (OSError, urllib3.exceptions.HTTPError) as exc:  # reset, or silent past read_timeout
-            raise KubeError(f"watch {path}: {exc}", None) from exc
+            raise KubeError(f"{what}: {exc}", None) from exc
         finally:
             # Closed, not returned to the pool: a watch left part-read would
             # hand its unread bytes to the next request on that connection.
@@ -264,15 +266,19 @@ class ApiServer:
         Posted directly rather than through kopf.event(), which only works inside
         kopf's handler context; status is also published from the settle thread.
         """
+        self.create_event(event_manifest(body, type_, reason, message))
+
+    def create_event(self, event: Mapping[str, Any]) -> None:
+        """POST one built Event; a failure is logged, never raised."""
         metrics.API_WRITES.labels(verb="create", kind="Event").inc()
-        meta = body["metadata"]
+        involved = event["involvedObject"]
         try:
-            self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events",
-                       body=event_manifest(body, type_, reason, message))
+            self._call("POST", f"/api/v1/namespaces/{involved['namespace']}/events", body=event)
         except KubeError as exc:
             # An Event is best effort: failing to tell must not fail the reconcile
             # (e.g. the namespace is being deleted).
-            log.warning("[%s/%s] could not post event %s: %s", meta["namespace"], meta["name"], reason, exc)
+            log.warning("[%s/%s] could not post event %s: %s", involved["namespace"], involved["name"],
+                        event["reason"], exc)
 
     def read_secret(self, namespace: str, name: str) -> dict[str, str]:
         try:

@@ -94,22 +94,23 @@ class Leadership:
 
     def poll(self, on_gain: Callable[[], None]) -> bool:
         """Read the peering objects once; call ``on_gain`` on becoming active. The new answer."""
-        was, self._active = self._active, self._read(self._active)
+        was, self._active = self._active, self._read()
         if self._active != was:
             log.info("peering %s: this replica is now %s", self.peering, "active" if self._active else "standby")
             if self._active:
                 on_gain()
         return self._active
 
-    def _read(self, last: bool) -> bool:
+    def _read(self) -> bool:
+        """What the peering objects say now; the last answer if they cannot be read."""
         if self._reader is None:
             return False
         try:
             bodies = [self._reader.get(path, []) for path in self._paths]
         except kube.KubeError as exc:
             log.warning("peering %s: %s; keeping the last answer (%s)", self.peering, exc,
-                        "active" if last else "standby")
-            return last
+                        "active" if self._active else "standby")
+            return self._active
         now = self._now()
         # Only our own record in the status counts as being in the race: kopf
         # writes it at start-up, before it resumes any handler.

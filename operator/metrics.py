@@ -24,6 +24,12 @@ PIPELINE_ERRORS = Counter("irisop_pipeline_errors_total", "Artifact and image fa
 CHILD_EVENTS = Counter("irisop_child_events_total",
                        "Watch events of children, by kind and whether they scheduled a resync (resync, ignored)",
                        ["kind", "action"])
+ARTIFACT_READS_JOINED = Counter("irisop_artifact_reads_joined_total",
+                                "Artifact verifications answered by one already running for the same source "
+                                "(no S3 request of their own)")
+EVENTS_PENDING = Gauge("irisop_events_pending", "Events queued or being posted")
+EVENTS_DROPPED = Counter("irisop_events_dropped_total",
+                         "Events not posted because the event queue was full (the API server fell behind)")
 WATCH_RESTARTS = Counter("irisop_watch_restarts_total",
                          "The watch cache's full lists (list) and failed watches (error), by kind", ["kind", "reason"])
 MODELS_UNSEEN = Gauge("irisop_models_unseen",

@@ -46,7 +46,15 @@ def child_labels(model_name: str) -> dict[str, str]:
 
 def selector_string(model_name: str) -> str:
     """Selector in the string form the scale subresource and `kubectl get -l` use."""
-    return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(model_name).items()))
+    return labels_string(selector_labels(model_name))
+
+
+def labels_string(labels: Mapping[str, str]) -> str:
+    """A label selector in its string form (``labelSelector=``, ``kubectl get -l``)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+MANAGED_SELECTOR_STRING = labels_string(MANAGED_SELECTOR)  # everything this operator created
 
 
 def service_url(model_name: str, namespace: str, port: int, cluster_domain: str) -> str:

@@ -7,6 +7,8 @@ implementations live in ``artifact.py`` and ``images/``.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -29,6 +31,16 @@ class ModelSource:
     format: str = "joblib"
     # Static AWS keys from a referenced Secret (optional; the default chain is preferred).
     credentials: Mapping[str, str] | None = field(default=None, repr=False)
+
+    @property
+    def flight_key(self) -> tuple[str, ...]:
+        """Which fetches may share one answer: the same request made with the same credentials.
+
+        Other credentials may not be allowed to read what these can, so they
+        never share. The keys go in hashed: the key holds no copy of a secret.
+        """
+        who = hashlib.sha256(json.dumps(sorted((self.credentials or {}).items())).encode()).hexdigest()
+        return self.uri, self.sha256 or "", self.format, who
 
 
 @dataclass(frozen=True)

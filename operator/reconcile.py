@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, Mapping
 from irisop_serving.contract import REFUSAL_KINDS
 
 from . import conditions as c
-from . import names
+from . import metrics, names
 from .builders import Owner, build_children
 from .drift import needs_apply
 from .kube import KubeError, KubeIO
@@ -37,6 +37,7 @@ from .newpods import NewPodsInspector
 from .pipeline import ImageResult, ModelSource, PipelineError, VerifiedArtifact, static_credentials
 from .progress import ANNOUNCE_AFTER, Attempt, Attempts, SlowSteps
 from .settings import Settings
+from .singleflight import SingleFlight
 from .spec import IrisModelSpec, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,14 @@ PROGRESS_REASONS = frozenset({c.ROLLOUT_IN_PROGRESS, c.PODS_NOT_READY, c.DEPLOYM
 class Pipeline:
     """The artifact and image steps, injectable so unit tests need no S3."""
 
+    def __init__(self) -> None:
+        # IrisModels naming one artifact at the same moment share its S3 reads (singleflight.py).
+        self._fetches: SingleFlight[VerifiedArtifact] = SingleFlight(on_join=metrics.ARTIFACT_READS_JOINED.inc)
+
     def fetch_artifact(self, source: ModelSource, settings: Settings) -> VerifiedArtifact:
         from .artifact import fetch_artifact
 
-        return fetch_artifact(source, settings)
+        return self._fetches.run(source.flight_key, lambda: fetch_artifact(source, settings))
 
     def ensure_model_image(self, artifact: VerifiedArtifact, repository: str, settings: Settings) -> ImageResult:
         from .images import ensure_model_image

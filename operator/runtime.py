@@ -23,6 +23,7 @@ import kopf
 
 from . import kube, metrics, names
 from .debounce import Debouncer
+from .events import EventQueue
 from .leadership import Leadership
 from .pipeline import PipelineError
 from .reconcile import Pipeline, Reconciler
@@ -59,6 +60,7 @@ class WatchedKube(kube.ApiServer):
         # Children we applied whose watch event has not arrived yet: right after
         # a create the watch may lag, and the next resync would apply again.
         self._applied: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.events = EventQueue(self.create_event)
 
     def attach(self, handler_kwargs: Mapping[str, Any]) -> None:
         """Keep the index kopf passes to handlers (the same live object every time)."""
@@ -74,6 +76,10 @@ class WatchedKube(kube.ApiServer):
         # Its own client: six long-lived watches must not hold the workers' pool connections.
         self.cache = WatchCache(kube.ApiServer(), changed, namespaces)
         self.cache.start()
+
+    def post_event(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """Stamped now, posted by the event queue: the reconcile does not wait for it (events.py)."""
+        self.events.submit(kube.event_manifest(body, type_, reason, message))
 
     def _store(self, kind: str) -> Store | None:
         cache = self.cache
@@ -155,6 +161,7 @@ class Runtime:
         metrics.MODELS_UNSEEN.set_function(self.models_unseen)
         metrics.SETTLE_PENDING.set_function(self.settle.pending)
         metrics.RECONCILE_PENDING.set_function(self.work.pending)
+        metrics.EVENTS_PENDING.set_function(self.kube.events.pending)
 
     def start(self, namespaces: tuple[str, ...] = ()) -> None:
         """Start the watch cache of children and pods, and (with peering) the leadership poll."""
@@ -165,6 +172,7 @@ class Runtime:
         self.leadership.stop()
         if self.kube.cache is not None:
             self.kube.cache.stop()
+        self.kube.events.close()
 
     def schedule(self, key: tuple[str, str], body: Mapping[str, Any]) -> None:
         self.settle.submit(key, key)
@@ -173,10 +181,8 @@ class Runtime:
         """A child changed something we read (drift, deletion, rollout progress): settle, then resync its IrisModel.
 
         Called by the watch cache, outside kopf, so on a standby replica too:
-        only the active one acts. Pods are read on demand, never a trigger.
+        only the active one acts. Pods never come here: they are read on demand.
         """
-        if kind == POD:
-            return
         meta = view.get("metadata", {})
         parent = (meta.get("labels") or {}).get(names.LABEL_INSTANCE)
         act = bool(changed and parent and self.leadership.active())

@@ -10,7 +10,8 @@ the IrisModels.
 One ``Reflector`` per kind and watched namespace lists in pages, then
 watches from the list's resourceVersion with bookmarks. A 410 Gone relists;
 a broken stream watches on from the last resourceVersion after a backoff.
-Every change after the first list goes to ``on_change``; the first list
+Every change of a child after the first list goes to ``on_change`` (pods
+are only read); the first list
 does not, since a start-up resumes every IrisModel anyway. A relist hands
 on what changed meanwhile, deletions included.
 
@@ -273,15 +274,19 @@ class Reflector:
             self.on_change(self.source.kind, view, False, self.store.put(view))
 
 
+def _read_only(kind: str, view: Mapping[str, Any], deleted: bool, changed: bool) -> None:
+    """Where pod changes go: pods are read on demand (rollout facts), never a trigger."""
+
+
 class WatchCache:
-    """The stores of every watched kind and the reflectors that fill them."""
+    """The stores of every watched kind and the reflectors that fill them; children's changes go to ``on_change``."""
 
     def __init__(self, lister: Lister, on_change: OnChange, namespaces: tuple[str, ...] = ()) -> None:
         self.stores = {kind: Store() for kind in WATCHED}
         self._stop = threading.Event()
-        selector = ",".join(f"{k}={v}" for k, v in names.MANAGED_SELECTOR.items())
-        self.reflectors = [Reflector(source, self.stores[source.kind], lister, on_change, self._stop)
-                           for source in sources(namespaces, selector)]
+        self.reflectors = [Reflector(source, self.stores[source.kind], lister,
+                                     _read_only if source.kind == POD else on_change, self._stop)
+                           for source in sources(namespaces, names.MANAGED_SELECTOR_STRING)]
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:

@@ -124,7 +124,6 @@ def test_child_changes_resync_the_parent_only_when_they_change_something_and_thi
     assert submitted == []
     runtime.child_change("Deployment", view, deleted=False, changed=True)
     assert submitted == [("ml", "iris")]
-    runtime.child_change("Pod", view, deleted=False, changed=True)  # pods are read on demand, never a trigger
     leader.active_now = False
     runtime.child_change("Deployment", view, deleted=True, changed=True)
     assert submitted == [("ml", "iris")]

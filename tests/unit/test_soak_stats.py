@@ -4,7 +4,10 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 _SPEC = importlib.util.spec_from_file_location("soak", Path(__file__).resolve().parents[2] / "benchmarks" / "soak.py")
@@ -45,6 +48,32 @@ def test_rss_growth_starts_after_the_warmup() -> None:
     assert soak.RssSeries(first_seen=0.0, points=[(0.0, 50), (10.0, 60)]).growth(warmup=5.0) is None
 
 
-def test_rss_of_this_process_tree_counts_this_process() -> None:
-    own = soak._vmrss(Path(f"/proc/{os.getpid()}/status"))
-    assert own > 0 and soak.rss_of_tree(os.getpid()) >= own
+def _comm_state(pid: int) -> tuple[str, str]:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.split("(", 1)[1].rsplit(")", 1)[0], stat.rsplit(")", 1)[1].split()[0]
+
+
+def test_rss_of_a_process_tree_is_the_parent_plus_its_descendants() -> None:
+    # Idle processes, so their RSS holds still between the readings (this
+    # test process's own RSS does not: other tests' threads free memory).
+    parent = subprocess.Popen(["sh", "-c", "sleep 60 & wait"])
+    try:
+        children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+
+        def settled() -> bool:
+            # sh waiting, its child exec'd into sleep and in its nanosleep: both RSS hold still.
+            pids = children.read_text().split()
+            return bool(pids) and _comm_state(parent.pid)[1] == "S" and _comm_state(int(pids[0])) == ("sleep", "S")
+
+        deadline = time.monotonic() + 5
+        while not settled():
+            assert time.monotonic() < deadline, "sh did not start sleep"
+            time.sleep(0.01)
+        child = int(children.read_text().split()[0])
+        expected = sum(soak._vmrss(Path(f"/proc/{pid}/status")) for pid in (parent.pid, child))
+        assert expected > 0 and soak.rss_of_tree(parent.pid) == expected
+    finally:
+        for pid in [int(p) for p in children.read_text().split()]:
+            os.kill(pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait()

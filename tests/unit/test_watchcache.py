@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 from irisop_operator import kube, names
 from irisop_operator.leadership import Leadership, outranked, peering_paths
-from irisop_operator.watchcache import (PAGE_SIZE, Reflector, Source, Store, WatchCache, projection, sources)
+from irisop_operator.watchcache import (PAGE_SIZE, POD, WATCHED, Reflector, Source, Store, WatchCache, projection,
+                                        sources)
 
 
 def _deployment(name: str, replicas: int = 1, rv: str = "1", namespace: str = "ml") -> dict:
@@ -119,6 +120,14 @@ def test_pods_are_grouped_by_their_irismodel_and_regrouped_when_relabelled():
     assert [p["metadata"]["name"] for p in store.group(("ml", "iris"))] == ["p2"]
     store.pop(("ml", "p2"))
     assert store.group(("ml", "iris")) == [] and len(store.group(("ml", "other"))) == 1
+
+
+def test_only_childrens_changes_are_handed_on_pods_are_only_read():
+    heard = []
+    cache = WatchCache(lister=None, on_change=lambda kind, *rest: heard.append(kind))
+    for reflector in cache.reflectors:
+        reflector.on_change(reflector.source.kind, {"metadata": {"namespace": "ml", "name": "x"}}, False, True)
+    assert sorted(heard) == sorted(kind for kind in WATCHED if kind != POD) and POD in WATCHED
 
 
 def test_one_source_per_kind_cluster_wide_and_per_namespace_otherwise():
