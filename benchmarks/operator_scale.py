@@ -312,6 +312,18 @@ def profiled(op: Operator, out: Path | None, label: str) -> Iterator[None]:
         spy.wait(30)
 
 
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine so far, from /proc/stat (idle and iowait are not busy)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return sum(values) - values[3] - values[4], sum(values)
+
+
+def busy_since(start: tuple[int, int]) -> float:
+    """The fraction of the machine's CPU time that was busy since ``start`` (1.0: every core, all the time)."""
+    busy, total = machine_jiffies()
+    return round((busy - start[0]) / max(1, total - start[1]), 2)
+
+
 def cpu_seconds(pids: dict[str, int | None]) -> dict[str, float]:
     """User+system CPU seconds of each named process so far (where the machine's 2 cores went)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -393,8 +405,10 @@ def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str,
         if not plain:
             return float("nan"), {}
         base_ns = cluster.fresh_namespace("plain")
-        cpu0 = cpu_seconds({**services(), "benchmark": os.getpid()})
+        cpu0, machine0 = cpu_seconds({**services(), "benchmark": os.getpid()}), machine_jiffies()
         seconds = plain_client(cluster, base_ns, n, uri, sha256)
+        window["plain_busy"].append(busy_since(machine0))
+        window["plain_cpu"].append(diff(cpu_seconds({**services(), "benchmark": os.getpid()}), cpu0))
         # Let the controllers catch up with the plain client's Deployments, as the
         # operator run waits for them too (quiesce).
         cluster.quiesce()
@@ -404,6 +418,8 @@ def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str,
         cluster.delete_namespaces(base_ns)
         return seconds, cpu
 
+    # Within each timed window: how busy the machine was, and who used it.
+    window: dict[str, list] = {"plain_busy": [], "plain_cpu": []}
     # The plain client runs before and after the operator: on a shared machine
     # the load drifts, and bracketing keeps the ratio from depending on when.
     base_s, plain_cpu = plain_run()
@@ -414,7 +430,7 @@ def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str,
     stack.callback(op.process.stop)
     lines0, before = op.log_lines(), cluster.writes()
     pids = lambda: {**services(), "operator": op.process.pid()}  # noqa: E731
-    cpu0, requests0 = cpu_seconds(pids()), cluster.requests()
+    cpu0, requests0, machine0 = cpu_seconds(pids()), cluster.requests(), machine_jiffies()
     started = time.perf_counter()
     with profiled(op, profile, f"burst-{n}"):
         with ThreadPoolExecutor(THREADS) as pool:
@@ -425,6 +441,7 @@ def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str,
         # say when it is worth asking the API server.
         wait(lambda: op.caught_up(n) and cluster.done(ns, n), timeout, f"{n} IrisModels done", 0.2)
     op_s = time.perf_counter() - started
+    op_busy, op_window_cpu = busy_since(machine0), diff(cpu_seconds(pids()), cpu0)
     cluster.quiesce()  # let status follow the Deployment controller's updates
     op_cpu = diff(cpu_seconds(pids()), cpu0)
     requests = sorted(diff(cluster.requests(), requests0).items(), key=lambda kv: -kv[1])
@@ -495,6 +512,12 @@ def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str,
         "rss_mib": round(rss, 1),
         "rss_after_restart_mib": round(rss_after, 1),
         "reconcile_mean_ms": reconcile_ms,
+        # Within the timed windows only: the machine's busy fraction (1.0 = both
+        # cores all the time) and CPU seconds per component.
+        "machine_busy_plain": window["plain_busy"],
+        "machine_busy_operator": op_busy,
+        "cpu_s_plain_window": [{k: round(v, 1) for k, v in w.items()} for w in window["plain_cpu"]],
+        "cpu_s_operator_window": {k: round(v, 1) for k, v in op_window_cpu.items()},
         # CPU seconds per component, each run until its writes were quiet.
         "cpu_s_plain": {k: round(v, 1) for k, v in plain_cpu.items()},
         "cpu_s_operator": {k: round(v, 1) for k, v in op_cpu.items()},
@@ -573,7 +596,9 @@ def main(argv: list[str] | None = None) -> int:
               f"restart: {row['resync_writes_per_model']} writes/model, {row['log_lines_per_resync']} log lines/model, "
               f"all resumed in {row['restart_resumed_all_s']} s, restart -> new model handled "
               f"{row['restart_to_handled_s']} s, Ready {row['restart_to_ready_s']} s; "
-              f"RSS {row['rss_mib']} MiB ({row['rss_after_restart_mib']} MiB after restart)"
+              f"RSS {row['rss_mib']} MiB ({row['rss_after_restart_mib']} MiB after restart); "
+              f"machine busy in the timed windows: plain {row['machine_busy_plain']}, "
+              f"operator {row['machine_busy_operator']}"
               + (f"; control plane restarted by the watchdog: {row['control_plane_restarts']}"
                  if row["control_plane_restarts"] else ""))
     if not args.smoke:

@@ -53,8 +53,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         # Logged so "which replica leads?" has an answer: the highest priority does.
         log.info("peering %s with priority %d", ours.peering, settings.peering.priority)
     # What `irisop operator run` passed in the memo: the namespaces kopf
-    # watches (the cache watches the same) and kopf's peering identity.
-    namespaces = tuple(getattr(memo, "namespaces", ()) or ours.watch_namespaces)
+    # watches (the cache watches the same; main.run chose them) and kopf's
+    # peering identity. The settings only when kopf was started another way.
+    namespaces = tuple(getattr(memo, "namespaces", ours.watch_namespaces))
     leadership = Leadership(ours.peering, getattr(memo, "identity", ""), settings.peering.priority, namespaces,
                             reader=kube.ApiServer())
     # kopf copies the operator-wide memo into every object's memo: one Runtime for all handlers.
