@@ -11,9 +11,9 @@ One ``Reflector`` per kind and watched namespace lists in pages, then
 watches from the list's resourceVersion with bookmarks. A 410 Gone relists;
 a broken stream watches on from the last resourceVersion after a backoff.
 Every change of a child after the first list goes to ``on_change`` (pods
-are only read); the first list
-does not, since a start-up resumes every IrisModel anyway. A relist hands
-on what changed meanwhile, deletions included.
+are only read); the first list does not, since a start-up resumes every
+IrisModel anyway. A relist hands on what changed meanwhile, deletions
+included.
 
 The cache keeps, for each object, only the fields the reconcile steps read
 (``projection``): a no-op resync reads nothing from the API server, and
