@@ -10,12 +10,16 @@ greater than or equal to ours. kopf writes one record per peer into the
 peering object's status: ``{identity: {priority, lastseen, lifetime}}``.
 
 The answer is re-read every ``ttl`` seconds, one GET per peering object;
-an API error keeps the last answer (no write could succeed then).
+an API error keeps the last answer (no write could succeed then). Work that
+was queued while this replica led (a resume pass, retries) asks again when
+it runs: ``active()`` re-reads an answer older than ``fresh`` seconds, so a
+replica that kopf has just paused does not go on writing from its queues.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Protocol
 
@@ -67,20 +71,28 @@ class Leadership:
     """
 
     def __init__(self, peering: str, identity: str, priority: int, namespaces: tuple[str, ...] = (),
-                 reader: Reader | None = None, ttl: float = 5.0,
-                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 reader: Reader | None = None, ttl: float = 5.0, fresh: float = 1.0,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.peering, self.identity, self.priority = peering, identity, priority
         self._paths = peering_paths(peering, namespaces) if peering else []
-        self._reader, self._ttl, self._now = reader, ttl, now
+        self._reader, self._ttl, self._fresh, self._now, self._clock = reader, ttl, fresh, now, clock
         self._active = not peering  # with peering: standby until a peering object says otherwise
+        self._read_at: float | None = None  # clock() of the last read
+        self._lock = threading.Lock()  # one read at a time; the others take its answer
+        self._on_gain: Callable[[], None] = lambda: None
         self._stop = threading.Event()
 
     def active(self) -> bool:
+        """Whether this replica leads, by an answer at most ``fresh`` seconds old (read again if older)."""
+        if self.peering and (self._read_at is None or self._clock() - self._read_at > self._fresh):
+            self.poll(self._on_gain)
         return self._active
 
     def start(self, on_gain: Callable[[], None]) -> None:
         if not self.peering:
             return
+        self._on_gain = on_gain
 
         def loop() -> None:
             while not self._stop.is_set():
@@ -94,7 +106,12 @@ class Leadership:
 
     def poll(self, on_gain: Callable[[], None]) -> bool:
         """Read the peering objects once; call ``on_gain`` on becoming active. The new answer."""
-        was, self._active = self._active, self._read()
+        asked = self._clock()
+        with self._lock:
+            if self._read_at is not None and self._read_at >= asked:
+                return self._active  # another thread read while we waited: its answer is as fresh
+            was, self._active = self._active, self._read()
+            self._read_at = self._clock()
         if self._active != was:
             log.info("peering %s: this replica is now %s", self.peering, "active" if self._active else "standby")
             if self._active:

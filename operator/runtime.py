@@ -192,10 +192,20 @@ class Runtime:
             self.settle.submit(key, key)
 
     def resync_all(self) -> None:
-        """This replica became the leader: its children may have drifted while it stood by."""
+        """This replica became the leader: catch up on what it left to the leader while it stood by.
+
+        An IrisModel this process has not reconciled is reconciled (its work
+        was dropped, see reconcile_latest; kopf need not hand it over again,
+        since kopf may never have paused); the others are resynced, since
+        their children may have drifted meanwhile.
+        """
         for model in self.kube.models():
-            key = (model["metadata"]["namespace"], model["metadata"]["name"])
-            self.settle.submit(key, key)
+            meta = model["metadata"]
+            key = (meta["namespace"], meta["name"])
+            if self._handled_generation(meta) != meta.get("generation"):
+                self.work.submit(key, model)
+            else:
+                self.settle.submit(key, key)
 
     def model_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """One watch event of an IrisModel: queue a reconcile if it brings a generation not yet reconciled."""
@@ -218,6 +228,11 @@ class Runtime:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"], meta["uid"])
         if self._handled_generation(meta) == meta.get("generation"):
+            return
+        if not self.leadership.active():
+            # Not ours to write (queued while this replica led, and kopf has
+            # paused it since): the leader reconciles it, and resync_all does
+            # if this replica leads later.
             return
         with self._handled_lock:
             retry = self._retries.get(key, 0)
@@ -244,8 +259,8 @@ class Runtime:
     def resync_latest(self, key: tuple[str, str]) -> None:
         """Run the deferred resync on the newest body of the IrisModel, if it still exists."""
         parent = self.kube.model(*key)
-        if parent is None or parent["metadata"].get("deletionTimestamp"):
-            return
+        if parent is None or parent["metadata"].get("deletionTimestamp") or not self.leadership.active():
+            return  # gone, going, or no longer ours to write (a replica that leads again resyncs all)
         try:
             self.run("settle", self.reconciler.resync_children, parent, 0)
         except (kopf.TemporaryError, kopf.PermanentError) as exc:

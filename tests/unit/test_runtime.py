@@ -244,3 +244,36 @@ def test_after_a_start_a_new_change_goes_before_the_resume_of_finished_objects()
     runtime.model_event(None, finished)  # listed at start, finished by the previous process
     runtime.model_event(None, _model(1))  # created or changed while no operator ran
     assert [delay for _, _, delay in runtime.work.submitted] == [RESUME_DELAY, None]
+
+
+def test_a_queued_reconcile_or_resync_does_nothing_on_a_replica_that_no_longer_leads():
+    class Standby:
+        def active(self):
+            return False
+
+        def start(self, on_gain):
+            pass
+
+    runtime = Runtime(Settings(), kube_io=WatchedKube(), leadership=Standby())
+    ran = []
+    runtime.reconciler.reconcile = lambda body: ran.append("reconcile")
+    runtime.reconciler.resync_children = lambda body: ran.append("resync")
+    body = {"metadata": {"namespace": "ml", "name": "iris", "uid": "u1", "generation": 1}, "spec": {}}
+    runtime.kube.model = lambda namespace, name: body
+    runtime.reconcile_latest(body)
+    runtime.resync_latest(("ml", "iris"))
+    assert ran == []
+    assert runtime._handled_generation(body["metadata"]) is None  # not marked done: the leader does it
+
+
+def test_becoming_the_leader_reconciles_what_was_left_and_resyncs_the_rest():
+    runtime = Runtime(Settings(), kube_io=WatchedKube())
+    done = {"metadata": {"namespace": "ml", "name": "done", "uid": "u1", "generation": 2}}
+    left = {"metadata": {"namespace": "ml", "name": "left", "uid": "u2", "generation": 1}}
+    runtime._handled[("ml", "done", "u1")] = 2
+    runtime.kube.models = lambda: [done, left]
+    reconciles, resyncs = [], []
+    runtime.work.submit = lambda key, value, delay=None: reconciles.append(key)
+    runtime.settle.submit = lambda key, value, delay=None: resyncs.append(key)
+    runtime.resync_all()
+    assert reconciles == [("ml", "left")] and resyncs == [("ml", "done")]

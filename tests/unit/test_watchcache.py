@@ -184,6 +184,18 @@ def test_leadership_follows_the_peering_object_and_reports_becoming_active():
     assert reader.paths[0] == "/apis/kopf.dev/v1/clusterkopfpeerings/irisop"
 
 
+def test_an_answer_older_than_fresh_is_read_again_before_it_is_used():
+    # Work queued while this replica led must not run on once kopf paused it.
+    reader, clock = PeeringReader({"me": _record(5)}), [100.0]
+    leadership = Leadership("irisop", "me", 5, reader=reader, fresh=1.0, now=lambda: NOW, clock=lambda: clock[0])
+    assert leadership.active() and len(reader.paths) == 1
+    reader.status = {"me": _record(5), "b": _record(9)}  # a peer with a higher priority arrived
+    clock[0] += 0.5
+    assert leadership.active() and len(reader.paths) == 1  # fresh enough: no read
+    clock[0] += 1.0
+    assert not leadership.active() and len(reader.paths) == 2  # stale: read again, and now outranked
+
+
 def test_without_peering_the_one_replica_is_always_active():
     assert Leadership("", "me", 0).active()
     assert peering_paths("p", ("a", "b")) == ["/apis/kopf.dev/v1/namespaces/a/kopfpeerings/p",
