@@ -394,7 +394,12 @@ class Node:
     def _containerd_ready(self) -> bool:
         if not self.containerd_sock.exists():
             return False
-        return subprocess.run(self.ctr("version"), capture_output=True, timeout=10).returncode == 0
+        if subprocess.run(self.ctr("version"), capture_output=True, timeout=10).returncode != 0:
+            return False
+        try:
+            return containerd_booted((self.logs / "containerd.log").read_text(errors="replace"))
+        except FileNotFoundError:
+            return False
 
     def wait_node_ready(self, timeout: float = 120.0) -> None:
         from kubernetes import client, config
@@ -407,6 +412,20 @@ class Node:
                     return
                 time.sleep(0.5)
         raise NodeError(f"node {NODE_NAME} not Ready after {timeout:.0f}s; see {self.logs}/kubelet.log")
+
+def containerd_booted(log: str) -> bool:
+    """Whether the containerd that logged last has booted: every plugin ready, the CRI included.
+
+    Its socket answers ``ctr version`` before the CRI has recovered its
+    state, and a kubelet started in that gap exits at once ("validate CRI v1
+    runtime API ... server is not initialized yet"; seen in CI). containerd
+    2 logs "successfully booted" only once its plugins, the CRI among them,
+    report ready. The log is appended across restarts: only the part since
+    the last start counts.
+    """
+    started = log.rfind('msg="starting containerd"')
+    return started != -1 and "containerd successfully booted" in log[started:]
+
 
 def _best_effort(step: Callable[[], None], what: str | None = None) -> list[str]:
     """Run an API step of down(); return its failure as a message instead of raising."""

@@ -155,3 +155,14 @@ def test_a_missing_operator_image_fails_at_once_a_registry_not_up_yet_does_not()
     assert install._fatal("CrashLoopBackOff: back-off 10s (last log line: ImportError: kopf) [pod p]")
     assert not install._fatal("ErrImagePull: failed to do request: dial tcp 10.250.0.1:5000: "
                               "connect: connection refused [pod p]")
+
+
+def test_containerd_counts_as_booted_only_after_the_last_start_says_so():
+    from irisop_deploy.local.node import containerd_booted
+
+    first = 'level=info msg="starting containerd" version=v2.2.4\nmsg="containerd successfully booted in 0.04s"\n'
+    restarted = first + 'level=info msg="starting containerd" version=v2.2.4\nmsg=serving... address=/x.sock\n'
+    assert containerd_booted(first)
+    assert not containerd_booted(restarted)  # the socket serves, the CRI has not finished recovering
+    assert containerd_booted(restarted + 'msg="containerd successfully booted in 0.05s"\n')
+    assert not containerd_booted("")
