@@ -25,6 +25,7 @@ stops it again at the end. Loopback and the stack's own address only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -72,24 +73,25 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     stack = Stack()
     was_running = stack.plane.running()
-    work = Path(tempfile.mkdtemp(prefix="irisop-svc-bench-"))
-    host = None
-    try:
+    # An ExitStack, not one finally: every step of the clean-up runs even if
+    # an earlier one raises. (Four work directories of full runs were found
+    # left behind; the exit path that left them was not identified.)
+    with contextlib.ExitStack() as cleanup:
+        work = Path(tempfile.mkdtemp(prefix="irisop-svc-bench-"))
+        cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+        if not was_running:
+            cleanup.callback(subprocess.run, ["irisop", "down"], check=False, stdout=subprocess.DEVNULL)
         subprocess.run(["irisop", "up"], check=True, stdout=subprocess.DEVNULL)
         pod_url, service_url = pod_and_service_urls(stack)
         model = work / "model"
         subprocess.run([*bench.IRISOP, "train", "--out", str(model)], check=True, capture_output=True)
         # The same `irisop serve` process, pinned and probed, as benchmarks/serving.py runs.
         (host,) = bench.make_targets([bench.OURS], model, work, smoke=True, log=print)
+        cleanup.callback(host.process.stop)
         host.process.start()
         targets = {"host": host.url, "pod": pod_url, "service": service_url}
         return measure(targets, work, args.duration, args.rounds)
-    finally:
-        if host is not None:
-            host.process.stop()
-        shutil.rmtree(work, ignore_errors=True)
-        if not was_running:
-            subprocess.run(["irisop", "down"], check=False, stdout=subprocess.DEVNULL)
+
 
 def measure(targets: dict[str, str], work: Path, seconds: int, rounds: int) -> int:
     import requests

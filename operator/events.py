@@ -35,8 +35,14 @@ class EventQueue:
         self._queue: queue.Queue[Mapping[str, Any] | None] = queue.Queue(maxsize)
         self._threads = [threading.Thread(target=self._loop, name=f"irisop-events-{i}", daemon=True)
                          for i in range(posters)]
-        for thread in self._threads:
-            thread.start()
+        self._started = False
+
+    def start(self) -> None:
+        """Start the posters. Events submitted before wait in the queue; building one starts no thread."""
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
 
     def submit(self, event: Mapping[str, Any]) -> None:
         try:
@@ -53,6 +59,8 @@ class EventQueue:
 
     def close(self, timeout: float = 5.0) -> None:
         """Post what is queued (for up to ``timeout`` s each), then stop the posters."""
+        if not self._started:
+            return
         for _ in self._threads:
             try:
                 self._queue.put(None, timeout=timeout)

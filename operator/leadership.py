@@ -86,7 +86,11 @@ class Leadership:
     def active(self) -> bool:
         """Whether this replica leads, by an answer at most ``fresh`` seconds old (read again if older)."""
         if self.peering and (self._read_at is None or self._clock() - self._read_at > self._fresh):
-            self.poll(self._on_gain)
+            self.poll()
+        return self._active
+
+    def cached(self) -> bool:
+        """The last answer, read at most ``ttl`` seconds ago, without reading: for callers that must not block."""
         return self._active
 
     def start(self, on_gain: Callable[[], None]) -> None:
@@ -96,7 +100,7 @@ class Leadership:
 
         def loop() -> None:
             while not self._stop.is_set():
-                self.poll(on_gain)
+                self.poll()
                 self._stop.wait(self._ttl)
 
         threading.Thread(target=loop, name="irisop-leadership", daemon=True).start()
@@ -104,8 +108,8 @@ class Leadership:
     def stop(self) -> None:
         self._stop.set()
 
-    def poll(self, on_gain: Callable[[], None]) -> bool:
-        """Read the peering objects once; call ``on_gain`` on becoming active. The new answer."""
+    def poll(self) -> bool:
+        """Read the peering objects once; call the ``on_gain`` given to start() on becoming active. The new answer."""
         asked = self._clock()
         with self._lock:
             if self._read_at is not None and self._read_at >= asked:
@@ -115,7 +119,7 @@ class Leadership:
         if self._active != was:
             log.info("peering %s: this replica is now %s", self.peering, "active" if self._active else "standby")
             if self._active:
-                on_gain()
+                self._on_gain()
         return self._active
 
     def _read(self) -> bool:

@@ -164,7 +164,8 @@ class Runtime:
         metrics.EVENTS_PENDING.set_function(self.kube.events.pending)
 
     def start(self, namespaces: tuple[str, ...] = ()) -> None:
-        """Start the watch cache of children and pods, and (with peering) the leadership poll."""
+        """Start the event posters, the watch cache of children and pods, and (with peering) the leadership poll."""
+        self.kube.events.start()
         self.kube.watch(self.child_change, namespaces)
         self.leadership.start(self.resync_all)
 
@@ -185,7 +186,9 @@ class Runtime:
         """
         meta = view.get("metadata", {})
         parent = (meta.get("labels") or {}).get(names.LABEL_INSTANCE)
-        act = bool(changed and parent and self.leadership.active())
+        # The cached answer: a watch stream must not wait on a peering read,
+        # and the work scheduled here asks active() again before it writes.
+        act = bool(changed and parent and self.leadership.cached())
         metrics.CHILD_EVENTS.labels(kind=kind, action="resync" if act else "ignored").inc()
         if act:
             key = (meta.get("namespace", ""), parent)

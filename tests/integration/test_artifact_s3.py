@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from irisop_operator import metrics
 from irisop_operator.artifact import fetch_artifact
 from irisop_operator.pipeline import ArtifactError, ModelSource
+from irisop_operator.reconcile import Pipeline
 from irisop_operator.settings import Settings
 from tests.fixtures.aws import fake_artifact, upload_dir
+from tests.fixtures.holding_proxy import HoldingProxy
 
 pytestmark = pytest.mark.integration
 
@@ -296,3 +301,38 @@ def _edit_entry(directory: Path, **changes: Any) -> None:
     meta = json.loads((directory / "model.json").read_text())
     meta["check_set"].update(changes)
     (directory / "model.json").write_text(json.dumps(meta))
+
+
+def _wait(predicate: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_concurrent_reconciles_of_one_source_share_one_set_of_s3_reads(
+        s3, bucket, tmp_path, settings, aws_env, monkeypatch):
+    """Two fetches of one source, overlapping for certain: the second joins the first's S3 reads."""
+    uri, meta = _upload(s3, bucket, tmp_path)
+    # model.json is the first read of a fetch: holding it keeps the first fetch in flight.
+    proxy = HoldingProxy(aws_env["AWS_ENDPOINT_URL"], hold=lambda method, path: path.endswith("/model.json"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    pipeline, source = Pipeline(), ModelSource(uri=uri, sha256=meta["sha256"])
+    joined = metrics.ARTIFACT_READS_JOINED._value.get()
+    pool = ThreadPoolExecutor(2)
+    try:
+        first = pool.submit(pipeline.fetch_artifact, source, settings)
+        _wait(lambda: proxy.held == 1, "the first fetch to reach S3")
+        second = pool.submit(pipeline.fetch_artifact, source, settings)
+        _wait(lambda: metrics.ARTIFACT_READS_JOINED._value.get() == joined + 1, "the second fetch to join")
+        proxy.release()
+        assert first.result(timeout=30) == second.result(timeout=30)
+        assert proxy.held == 1 and proxy.count("GET", "/model.json") == 1
+        assert proxy.count("GET", "/model.joblib") == 1  # one download, not two
+
+        # Once the shared call returned nothing is kept: the next fetch reads model.json again.
+        pipeline.fetch_artifact(source, settings)
+        assert proxy.count("GET", "/model.json") == 2
+    finally:
+        proxy.close()  # releases anything still held, so a failing run ends at once
+        pool.shutdown()

@@ -109,7 +109,7 @@ def test_child_changes_resync_the_parent_only_when_they_change_something_and_thi
     class Leader:
         active_now = True
 
-        def active(self):
+        def cached(self):
             return self.active_now
 
         def start(self, on_gain):

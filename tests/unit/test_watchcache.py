@@ -173,14 +173,15 @@ def test_leadership_follows_the_peering_object_and_reports_becoming_active():
     reader = PeeringReader({"b": _record(9)})
     leadership = Leadership("irisop", "me", 5, reader=reader, now=lambda: NOW)
     gained: list = []
+    leadership._on_gain = lambda: gained.append(1)  # what start() stores, without its polling thread
     assert not leadership.active()  # standby until the peering object says otherwise
-    assert not leadership.poll(lambda: gained.append(1))  # our record is not written yet
+    assert not leadership.poll()  # our record is not written yet
     reader.status = {"me": _record(5), "b": _record(9)}
-    assert not leadership.poll(lambda: gained.append(1))
+    assert not leadership.poll()
     reader.status = {"me": _record(5), "b": _record(9, seconds_ago=120)}  # the leader is gone
-    assert leadership.poll(lambda: gained.append(1)) and gained == [1]
+    assert leadership.poll() and gained == [1]
     reader.status = kube.KubeError("GET: 503", 503)
-    assert leadership.poll(lambda: gained.append(1)) and gained == [1]  # an API error keeps the answer
+    assert leadership.poll() and gained == [1]  # an API error keeps the answer
     assert reader.paths[0] == "/apis/kopf.dev/v1/clusterkopfpeerings/irisop"
 
 
@@ -194,6 +195,9 @@ def test_an_answer_older_than_fresh_is_read_again_before_it_is_used():
     assert leadership.active() and len(reader.paths) == 1  # fresh enough: no read
     clock[0] += 1.0
     assert not leadership.active() and len(reader.paths) == 2  # stale: read again, and now outranked
+    reader.status = {"me": _record(5)}  # the peer left
+    clock[0] += 5.0
+    assert not leadership.cached() and len(reader.paths) == 2  # cached(): the last answer, never a read
 
 
 def test_without_peering_the_one_replica_is_always_active():
