@@ -8,12 +8,20 @@ hands due keys to a small pool, so 500 IrisModels settling at once publish in
 parallel (a serial loop made status the bottleneck: 500 x ~115 ms at N=500 in
 benchmarks/operator_scale.py). A key is never run twice at the same time.
 
+The deadlines are kept in a heap: with 2,000 IrisModels queued at once, a
+scan of every pending key per dispatch was quadratic (~12% of the
+operator's CPU in a 500-model burst, py-spy). Entries are never removed from
+the heap in place; an entry whose key has since got another deadline, or has
+run, is skipped when it comes to the top.
+
 The clock is injected (``time.monotonic`` by default) so the tests move time
 instead of sleeping; after moving it they call ``poke()``, since the timer
 thread otherwise sleeps until the deadline it computed from the old time.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
 import time
@@ -32,6 +40,9 @@ class Debouncer:
         self._due: dict[Hashable, float] = {}
         self._latest: dict[Hashable, Any] = {}
         self._running: set[Hashable] = set()
+        # (due, tie-breaker, key); may hold stale entries, see the module docstring.
+        self._heap: list[tuple[float, int, Hashable]] = []
+        self._order = itertools.count()  # keys are not comparable with each other
         self._cond = threading.Condition()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -47,8 +58,12 @@ class Debouncer:
         with self._cond:
             self._latest[key] = value
             due = self._clock() + (self.delay if delay is None else delay)
-            self._due[key] = min(self._due.get(key, due), due)
-            self._cond.notify()
+            if key in self._due and self._due[key] <= due:
+                return  # the pending run, due no later, takes the new value
+            self._due[key] = due
+            if key not in self._running:  # a running key is pushed again when its run ends (_run)
+                heapq.heappush(self._heap, (due, next(self._order), key))
+                self._cond.notify()
 
     def poke(self) -> None:
         """Look at the deadlines again now (the clock moved by more than the timer thread knows)."""
@@ -63,19 +78,29 @@ class Debouncer:
     def _loop(self) -> None:
         while True:
             with self._cond:
-                ready = [(k, d) for k, d in self._due.items() if k not in self._running]
-                if not ready:
+                top = self._next_due()
+                if top is None:
                     self._cond.wait()
                     continue
-                key, due = min(ready, key=lambda kv: kv[1])
+                due, key = top
                 wait = due - self._clock()
                 if wait > 0:
                     self._cond.wait(wait)
                     continue
+                heapq.heappop(self._heap)
                 del self._due[key]
                 value = self._latest.pop(key)
                 self._running.add(key)
             self._pool.submit(self._run, key, value)
+
+    def _next_due(self) -> tuple[float, Hashable] | None:
+        """The earliest (due, key) that may run now, dropping stale entries on the way. Called under the lock."""
+        while self._heap:
+            due, _, key = self._heap[0]
+            if self._due.get(key) == due and key not in self._running:
+                return due, key
+            heapq.heappop(self._heap)  # superseded, already run, or running (re-pushed when it ends)
+        return None
 
     def _run(self, key: Hashable, value: Any) -> None:
         try:
@@ -85,4 +110,6 @@ class Debouncer:
         finally:
             with self._cond:
                 self._running.discard(key)
+                if key in self._due:  # submitted again while it ran: now it may run
+                    heapq.heappush(self._heap, (self._due[key], next(self._order), key))
                 self._cond.notify()

@@ -85,3 +85,43 @@ def test_keys_run_in_parallel_but_one_key_never_overlaps():
         assert finished.acquire(timeout=3)
     assert settled(d)
     assert overlaps == [] and started.count("a") == 2
+
+
+def test_runs_go_in_deadline_order_and_an_earlier_request_brings_a_run_forward():
+    clock, order, lock = FakeClock(), [], threading.Lock()
+
+    def work(key):
+        with lock:
+            order.append(key)
+
+    # One worker, so the order of dispatch is the order of the runs.
+    d = Debouncer(1.0, work, workers=1, clock=clock)
+    for key, delay in (("c", 13.0), ("a", 11.0), ("b", 12.0)):
+        d.submit(key, key, delay=delay)
+    d.submit("c", "c", delay=0.5)  # a spec change while a retry waits: due sooner
+    d.submit("a", "a", delay=30.0)  # later than its pending deadline: the earlier one stays
+    clock.advance(0.5, d)
+    deadline = time.monotonic() + 3
+    while d.pending() > 2:  # "c" ran; "a" and "b" are not due yet
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert order == ["c"]
+    clock.advance(12.0, d)
+    assert settled(d)
+    assert order == ["c", "a", "b"]
+
+
+def test_many_keys_each_run_once():
+    clock, seen, lock = FakeClock(), [], threading.Lock()
+
+    def work(value):
+        with lock:
+            seen.append(value)
+
+    d = Debouncer(1.0, work, workers=4, clock=clock)
+    for round_ in range(3):  # later submits only refresh the value
+        for i in range(2000):
+            d.submit(i, (i, round_))
+    clock.advance(1.0, d)
+    assert settled(d)
+    assert sorted(seen) == [(i, 2) for i in range(2000)]
