@@ -17,12 +17,12 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Iterable, Iterator, Mapping, Protocol
 
+import orjson
 import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
 
 from . import metrics, names
 
@@ -122,6 +122,23 @@ def _path(kind: str, namespace: str, name: str | None = None, sub: str | None = 
     return path
 
 
+def stream_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The non-empty newline-terminated lines of a streamed body, as bytes.
+
+    Why not the client's iter_resp_lines: it decodes each line to str and
+    copies the unread rest of its buffer per line; a watch stream is the
+    operator's busiest input (py-spy: decoding it was ~10% of the operator's
+    CPU in a 500-model burst, with the stdlib json). orjson reads the bytes
+    directly. A last line without its newline is a cut-off event, not one.
+    """
+    rest = b""
+    for chunk in chunks:
+        *lines, rest = (rest + chunk).split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield line
+
+
 def _api_message(body: Any) -> str:
     try:
         return json.loads(body).get("message", "")
@@ -171,7 +188,7 @@ class ApiServer:
             raise KubeError(f"{what}: {response.status} {response.reason}: {_api_message(data)}", response.status)
         if text:
             return data.decode("utf-8", "replace")
-        return json.loads(data) if data else None
+        return orjson.loads(data) if data else None
 
     def get(self, path: str, query: list[tuple[str, str]]) -> dict[str, Any]:
         """One GET of a collection (a list page), decoded."""
@@ -192,8 +209,8 @@ class ApiServer:
             if not 200 <= response.status < 300:
                 raise KubeError(f"{what}: {response.status} {response.reason}: {_api_message(raw.data)}",
                                 response.status)
-            for line in iter_resp_lines(raw):
-                yield json.loads(line)
+            for line in stream_lines(raw.stream(amt=None, decode_content=False)):
+                yield orjson.loads(line)
         except (OSError, urllib3.exceptions.HTTPError) as exc:  # reset, or silent past read_timeout
             raise KubeError(f"{what}: {exc}", None) from exc
         finally:
