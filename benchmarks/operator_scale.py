@@ -20,6 +20,7 @@ the two throughputs is printed last.
     python benchmarks/operator_scale.py --sizes 500 2000
     python benchmarks/operator_scale.py --smoke           # CI: N=3, seconds, no targets
     python benchmarks/operator_scale.py --sizes 500 --profile /tmp/prof   # py-spy of the burst
+    python benchmarks/operator_scale.py --sizes 500 --repeat 3            # the median of three ratios
 
 Starts its own control plane (no node) and moto_server under a temp dir and
 stops them on every exit path. Nothing here talks to anything but loopback.
@@ -32,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -530,6 +532,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--smoke", action="store_true", help="N=3 with short timeouts, no targets (CI)")
     parser.add_argument("--profile", type=Path, help="write py-spy samples of each burst here (needs py-spy)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure each size this many times and print the median ratio (the machine's "
+                             "speed can drift by 2x between minutes; each repeat brackets its own burst)")
     parser.add_argument("--no-plain", action="store_true",
                         help="skip the plain client (operator burst, restarts and memory only; no ratio)")
     args = parser.parse_args(argv)
@@ -576,12 +581,13 @@ def main(argv: list[str] | None = None) -> int:
         cluster.install_crd()
         try:
             for n in args.sizes:
-                row = measure(cluster, work, env, n, uri, meta["sha256"], args.timeout, args.profile, stack,
-                              lambda: {**plane.status(), "moto": moto.pid()}, plain=not args.no_plain)
-                row["control_plane_restarts"] = list(watchdog.restarts)
-                watchdog.restarts.clear()
-                results.append(row)
-                print(json.dumps(row), flush=True)
+                for _ in range(args.repeat):
+                    row = measure(cluster, work, env, n, uri, meta["sha256"], args.timeout, args.profile, stack,
+                                  lambda: {**plane.status(), "moto": moto.pid()}, plain=not args.no_plain)
+                    row["control_plane_restarts"] = list(watchdog.restarts)
+                    watchdog.restarts.clear()
+                    results.append(row)
+                    print(json.dumps(row), flush=True)
         except Exception:
             # The work dir goes with the cleanup: say what the services said first.
             for log in sorted(work.rglob("*.log")):
@@ -601,6 +607,10 @@ def main(argv: list[str] | None = None) -> int:
               f"operator {row['machine_busy_operator']}"
               + (f"; control plane restarted by the watchdog: {row['control_plane_restarts']}"
                  if row["control_plane_restarts"] else ""))
+    for n in args.sizes:
+        ratios = [row["ratio"] for row in results if row["n"] == n]
+        if len(ratios) > 1:
+            print(f"N={n}: ratios {ratios}, median {statistics.median(ratios):.2f}x")
     if not args.smoke:
         print("targets: " + ", ".join(f"{k} {'>=' if k == 'ratio' else '<='} {v}" for k, v in TARGETS.items()))
     return 0
