@@ -413,6 +413,7 @@ class Node:
                 time.sleep(0.5)
         raise NodeError(f"node {NODE_NAME} not Ready after {timeout:.0f}s; see {self.logs}/kubelet.log")
 
+
 def containerd_booted(log: str) -> bool:
     """Whether the containerd that logged last has booted: every plugin ready, the CRI included.
 

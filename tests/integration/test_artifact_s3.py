@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +15,7 @@ from irisop_operator.pipeline import ArtifactError, ModelSource
 from irisop_operator.reconcile import Pipeline
 from irisop_operator.settings import Settings
 from tests.fixtures.aws import fake_artifact, upload_dir
+from tests.fixtures.cluster import wait_for
 from tests.fixtures.holding_proxy import HoldingProxy
 
 pytestmark = pytest.mark.integration
@@ -303,13 +303,6 @@ def _edit_entry(directory: Path, **changes: Any) -> None:
     (directory / "model.json").write_text(json.dumps(meta))
 
 
-def _wait(predicate: Any, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
-
-
 def test_concurrent_reconciles_of_one_source_share_one_set_of_s3_reads(
         s3, bucket, tmp_path, settings, aws_env, monkeypatch):
     """Two fetches of one source, overlapping for certain: the second joins the first's S3 reads."""
@@ -322,9 +315,9 @@ def test_concurrent_reconciles_of_one_source_share_one_set_of_s3_reads(
     pool = ThreadPoolExecutor(2)
     try:
         first = pool.submit(pipeline.fetch_artifact, source, settings)
-        _wait(lambda: proxy.held == 1, "the first fetch to reach S3")
+        wait_for(lambda: proxy.held == 1, what="the first fetch to reach S3")
         second = pool.submit(pipeline.fetch_artifact, source, settings)
-        _wait(lambda: metrics.ARTIFACT_READS_JOINED._value.get() == joined + 1, "the second fetch to join")
+        wait_for(lambda: metrics.ARTIFACT_READS_JOINED._value.get() == joined + 1, what="the second fetch to join")
         proxy.release()
         assert first.result(timeout=30) == second.result(timeout=30)
         assert proxy.held == 1 and proxy.count("GET", "/model.json") == 1
