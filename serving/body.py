@@ -16,6 +16,10 @@ per object and per integer):
   one that float() would round down to the maximum) becomes ``TooLarge``
   instead of Python's 4,300-digit ValueError or a silent rounding, so every
   such integer gets the same row/field error.
+
+``common_rows`` is the fast path in front of it for the request nearly every
+client sends, list rows of plain numbers: orjson, when the body's bytes show
+that none of the cases above can be in it.
 """
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ import asyncio
 import json
 import sys
 from typing import Any, Awaitable, Callable
+
+import orjson
 
 from .errors import BodyTimeout, BodyTooLarge, InvalidRequest
 
@@ -129,3 +135,28 @@ def decode(body: bytes) -> Any:
         raise InvalidRequest(f"body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", field="body") from exc
     except RecursionError as exc:
         raise InvalidRequest("body is not valid JSON: nested too deeply", field="body") from exc
+
+
+# Everything a body of list rows of numbers is made of, but its one string:
+# {"rows": [[5.1, 3.5, 1.4, 0.2], ...]}.
+_NUMBER_DOC_BYTES = b"0123456789.eE+-[],:{} \t\r\n"
+
+
+def common_rows(body: bytes) -> Any | None:
+    """The "rows" of a body whose only string is "rows", decoded by orjson; None for any other body.
+
+    Such a body holds none of the cases ``decode`` treats with care: one
+    string means one key, so no duplicate; no letters but e/E, so no NaN,
+    Infinity, true, false or null; ASCII only. orjson refuses malformed JSON
+    and a number that overflows a float64, and then the answer is None, so
+    that ``decode`` names the error. One difference is left to the caller:
+    orjson rounds an integer literal just past float64's maximum down to it,
+    which ``decode`` refuses as TooLarge.
+    """
+    if body.translate(None, _NUMBER_DOC_BYTES) != b'"rows"':
+        return None
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return doc["rows"] if type(doc) is dict and len(doc) == 1 else None

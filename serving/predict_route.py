@@ -27,11 +27,11 @@ from typing import Any, Awaitable, Callable, Protocol
 import numpy as np
 import orjson
 
-from .body import ClientGone, decode, declared_length, read_body
+from .body import ClientGone, declared_length, read_body
 from .contract import CLASSES
 from .errors import MethodNotAllowed, ModelNotReady, ServingError, UnsupportedMediaType, http_response
 from .settings import max_body_bytes
-from .validation import check_finite, request_rows, rows_to_matrix
+from .validation import body_to_matrix, check_finite
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -93,16 +93,19 @@ def _answer(state: ServingState, body: bytes) -> bytes:
     model = state.model
     if model is None:
         raise ModelNotReady(f"model not ready: {state.reason}")
-    matrix = rows_to_matrix(request_rows(decode(body)), state.max_batch_rows)
+    matrix = body_to_matrix(body, state.max_batch_rows)
     proba = model.predictor.predict_proba(matrix)
     check_finite(proba, matrix)
     return orjson.dumps(
         {
             "predictions": _CLASS_NAMES[proba.argmax(axis=1)].tolist(),
-            "probabilities": proba.tolist(),
+            # orjson writes a float64 array as it writes the floats of
+            # tolist(), without making them (~2 µs of 9 at 64 rows).
+            "probabilities": np.ascontiguousarray(proba, dtype=np.float64),
             "model_sha256": model.sha256,
             "classes": CLASSES,
-        }
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
     )
 
 

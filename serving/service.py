@@ -25,8 +25,9 @@ from .quality import min_accuracy_from_env
 from .middleware import EdgeMiddleware
 from .openapi import OpenAPIRoute
 from .predict_route import PredictRoute
+from .instruments import install as install_cached_instruments
 from .timeout import install as install_bounded_timeout
-from .settings import DEFAULT_MAX_BATCH_ROWS, ServingSettings, access_log_enabled, bentoml_config, timeouts
+from .settings import DEFAULT_MAX_BATCH_ROWS, ServingSettings, access_log_enabled, bentoml_config, timeouts, untraced_paths
 from .settings import workers as serving_workers
 
 logger = logging.getLogger("irisop_serving")
@@ -129,3 +130,5 @@ IrisClassifier.add_asgi_middleware(EdgeMiddleware, status=lambda: STATE, routes=
 # BentoML's request timeout without the timer it leaves per request (timeout.py);
 # our routes bound their own time.
 install_bounded_timeout(exempt=ROUTES)
+# BentoML's request metrics and tracing, without their per-request lookups (instruments.py).
+install_cached_instruments(untraced=untraced_paths())

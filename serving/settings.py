@@ -111,10 +111,16 @@ def bentoml_config(env: Mapping[str, str] | None = None) -> dict[str, object]:
         # processing time: a backstop that never cuts off an upload first.
         "traffic": {"timeout": sum(timeouts(env))},
     }
-    if not _flag(env.get("IRISOP_TRACE_REQUESTS", "")):
+    if untraced_paths(env):
         # A full URL is matched by regex search: anchor on the path.
-        config["tracing"] = {"excluded_urls": [rf"^https?://[^/]+{path}(\?|$)" for path in QUIET_PATHS]}
+        config["tracing"] = {"excluded_urls": [rf"^https?://[^/]+{path}(\?|$)" for path in untraced_paths(env)]}
     return config
+
+
+def untraced_paths(env: Mapping[str, str] | None = None) -> list[str]:
+    """The paths no OpenTelemetry span is made for: the quiet ones, unless IRISOP_TRACE_REQUESTS is on."""
+    env = os.environ if env is None else env
+    return [] if _flag(env.get("IRISOP_TRACE_REQUESTS", "")) else list(QUIET_PATHS)
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,15 @@ reads its body against its own clock (408) and then does bounded synchronous
 work (predict_route.py), so a second clock there costs without protecting.
 
 ``install`` puts it where BentoML looks the class up when it builds the app
-(at app build time, after the service module is imported). BentoML has no
-public switch for this; if the class moves in a later BentoML, ``install``
-leaves BentoML's own in place and says so in the log, and
-``tests/unit/test_serving_timeout.py`` fails.
+(swap.py); if the class moves in a later BentoML, BentoML's own stays, the log
+says so, and ``tests/unit/test_serving_timeout.py`` fails.
 """
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any, Awaitable, Callable, Iterable
 
-logger = logging.getLogger("irisop_serving")
+from .swap import replace_class
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -40,7 +37,6 @@ class BoundedTimeout:
     """504 unless a response starts within ``timeout`` seconds; paths in ``exempt`` are not timed."""
 
     exempt: frozenset[str] = frozenset()
-    replaces: type | None = None  # BentoML's class, once installed in its place
 
     def __init__(self, app: ASGIApp, timeout: float) -> None:
         self.app = app
@@ -77,14 +73,6 @@ async def _timed_out(scope: Scope, receive: Receive, send: Send, timeout: float)
 
 def install(exempt: Iterable[str]) -> bool:
     """Make BentoML build its app with BoundedTimeout; whether it could."""
-    try:
-        from bentoml._internal.server.http import traffic
-    except ImportError:
-        traffic = None
-    if traffic is None or not isinstance(getattr(traffic, "TimeoutMiddleware", None), type):
-        logger.warning("BentoML's TimeoutMiddleware was not found; its per-request timers stay (docs/serving.md)")
-        return False
-    original = getattr(traffic.TimeoutMiddleware, "replaces", traffic.TimeoutMiddleware)
-    traffic.TimeoutMiddleware = type("BoundedTimeout", (BoundedTimeout,),
-                                     {"exempt": frozenset(exempt), "replaces": original})
-    return True
+    return replace_class("bentoml._internal.server.http.traffic", "TimeoutMiddleware",
+                         lambda _: type("BoundedTimeout", (BoundedTimeout,), {"exempt": frozenset(exempt)}),
+                         why="its per-request timers")

@@ -9,16 +9,41 @@ one type test per value before numpy takes over.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any, Sequence
 
 import numpy as np
 
 from .contract import FEATURES
-from .body import DuplicateKeys, TooLarge
+from .body import DuplicateKeys, TooLarge, common_rows, decode
 from .errors import BatchTooLarge, InvalidRequest
 
 _N = len(FEATURES)
 _FEATURE_SET = frozenset(FEATURES)
+_FLOAT_MAX = sys.float_info.max
+
+
+def body_to_matrix(body: bytes, max_rows: int) -> np.ndarray:
+    """A /predict body -> its float64 matrix, or the InvalidRequest that names what is wrong.
+
+    List rows of plain numbers take orjson and one numpy conversion
+    (body.common_rows; 64 rows: ~12 µs instead of ~27 µs in process). Anything else, and
+    anything the fast path is not sure of, goes the exact way, which also
+    writes every error message: the fast path never refuses a body.
+    """
+    rows = common_rows(body)
+    if type(rows) is list and 0 < len(rows) <= max_rows:
+        # Such a body holds only lists, numbers and empty objects, so numpy's
+        # own conversion checks the types and the shape, in C.
+        try:
+            matrix = np.array(rows, dtype=np.float64)
+        except (TypeError, ValueError):
+            matrix = None
+        # orjson never returns inf, but rounds an integer just past the
+        # maximum down to it, where decode() says TooLarge: let it say so.
+        if matrix is not None and matrix.shape == (len(rows), _N) and np.abs(matrix).max() < _FLOAT_MAX:
+            return matrix
+    return rows_to_matrix(request_rows(decode(body)), max_rows)
 
 
 def request_rows(doc: Any) -> Any:
