@@ -75,3 +75,10 @@ def test_serving_smoke():
     out = run_benchmark("serving.py", "--smoke", timeout=600)
     # Smoke: the comparison ran end to end (ratios printed); no thresholds.
     assert "every ratio to ours (irisop)" in out and "targets (issue 10):" in out, out
+
+
+def test_serving_app_smoke():
+    require_tool("git")
+    out = run_benchmark("serving_app.py", "--smoke", timeout=600)
+    # Both trees answered 200 to every timed call, and the ratio was printed.
+    assert out.count("ratio (this tree / baseline)") == 2, out
