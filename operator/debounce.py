@@ -14,6 +14,13 @@ operator's CPU in a 500-model burst, py-spy). Entries are never removed from
 the heap in place; an entry whose key has since got another deadline, or has
 run, is skipped when it comes to the top.
 
+Keys go to the pool only when a worker is free, so the heap, not the pool's
+own FIFO queue, decides what runs next. And a key submitted as background
+(the resume pass after a restart: 2,000 IrisModels that are already done)
+runs only when no foreground key is due: handed to the pool as they fell
+due, those 2,000 stood in front of a change made right after the restart,
+which waited ~20-30 s behind them (benchmarks/operator_scale.py, N=2,000).
+
 The clock is injected (``time.monotonic`` by default) so the tests move time
 instead of sleeping; after moving it they call ``poke()``, since the timer
 thread otherwise sleeps until the deadline it computed from the old time.
@@ -37,32 +44,44 @@ class Debouncer:
         self.delay = delay
         self.fn = fn
         self._clock = clock
+        self._workers = workers
         self._due: dict[Hashable, float] = {}
+        self._background: set[Hashable] = set()  # pending keys that wait for the foreground
         self._latest: dict[Hashable, Any] = {}
         self._running: set[Hashable] = set()
-        # (due, tie-breaker, key); may hold stale entries, see the module docstring.
-        self._heap: list[tuple[float, int, Hashable]] = []
+        # One heap per lane, of (due, tie-breaker, key); they may hold stale
+        # entries, see the module docstring.
+        self._heaps: dict[bool, list[tuple[float, int, Hashable]]] = {False: [], True: []}
         self._order = itertools.count()  # keys are not comparable with each other
         self._cond = threading.Condition()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
-    def submit(self, key: Hashable, value: Any, delay: float | None = None) -> None:
+    def submit(self, key: Hashable, value: Any, delay: float | None = None, background: bool = False) -> None:
         """Run fn(value) for key after delay (default: the debouncer's); the latest value wins.
 
         The earliest deadline wins too: the first request of a burst sets it,
         later ones only refresh the value, and a request due sooner than a
         pending one (a spec change while a retry waits) brings the run forward.
+        A foreground request for a key pending in the background moves it to
+        the foreground.
         """
         with self._cond:
             self._latest[key] = value
             due = self._clock() + (self.delay if delay is None else delay)
-            if key in self._due and self._due[key] <= due:
-                return  # the pending run, due no later, takes the new value
+            pending = self._due.get(key)
+            promoted = not background and key in self._background
+            if pending is not None and pending <= due and not promoted:
+                return  # the pending run, due no later and in a lane no slower, takes the new value
+            due = due if pending is None else min(due, pending)
             self._due[key] = due
+            if background and pending is None:
+                self._background.add(key)
+            elif not background:
+                self._background.discard(key)
             if key not in self._running:  # a running key is pushed again when its run ends (_run)
-                heapq.heappush(self._heap, (due, next(self._order), key))
+                self._push(key)
                 self._cond.notify()
 
     def poke(self) -> None:
@@ -75,9 +94,15 @@ class Debouncer:
         with self._cond:
             return len(self._due.keys() | self._running)
 
+    def _push(self, key: Hashable) -> None:
+        heapq.heappush(self._heaps[key in self._background], (self._due[key], next(self._order), key))
+
     def _loop(self) -> None:
         while True:
             with self._cond:
+                if len(self._running) >= self._workers:
+                    self._cond.wait()  # a run that ends notifies
+                    continue
                 top = self._next_due()
                 if top is None:
                     self._cond.wait()
@@ -87,19 +112,33 @@ class Debouncer:
                 if wait > 0:
                     self._cond.wait(wait)
                     continue
-                heapq.heappop(self._heap)
+                heapq.heappop(self._heaps[key in self._background])
                 del self._due[key]
+                self._background.discard(key)
                 value = self._latest.pop(key)
                 self._running.add(key)
             self._pool.submit(self._run, key, value)
 
     def _next_due(self) -> tuple[float, Hashable] | None:
-        """The earliest (due, key) that may run now, dropping stale entries on the way. Called under the lock."""
-        while self._heap:
-            due, _, key = self._heap[0]
-            if self._due.get(key) == due and key not in self._running:
+        """The (due, key) to run next: a due foreground key first, then a due background key, else the earliest.
+
+        Called under the lock.
+        """
+        tops = [top for top in (self._top(False), self._top(True)) if top is not None]
+        if not tops:
+            return None
+        if tops[0][0] <= self._clock():
+            return tops[0]  # the foreground's, if any is due; else the only lane's
+        return min(tops, key=lambda top: top[0])
+
+    def _top(self, background: bool) -> tuple[float, Hashable] | None:
+        """The earliest live entry of one lane, dropping stale ones on the way."""
+        heap = self._heaps[background]
+        while heap:
+            due, _, key = heap[0]
+            if self._due.get(key) == due and (key in self._background) == background and key not in self._running:
                 return due, key
-            heapq.heappop(self._heap)  # superseded, already run, or running (re-pushed when it ends)
+            heapq.heappop(heap)  # superseded, moved lanes, already run, or running (re-pushed when it ends)
         return None
 
     def _run(self, key: Hashable, value: Any) -> None:
@@ -111,5 +150,5 @@ class Debouncer:
             with self._cond:
                 self._running.discard(key)
                 if key in self._due:  # submitted again while it ran: now it may run
-                    heapq.heappush(self._heap, (self._due[key], next(self._order), key))
+                    self._push(key)
                 self._cond.notify()

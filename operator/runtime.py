@@ -220,11 +220,12 @@ class Runtime:
         if meta.get("deletionTimestamp") or self._handled_generation(meta) == meta.get("generation"):
             return  # going away, or our own status write / a label: nothing to reconcile
         # A generation a previous process already finished (the resume pass
-        # after a start) goes behind real changes: with 2,000 IrisModels that
-        # pass takes a minute, and a new change must not wait for all of it.
+        # after a start) goes behind real changes, in the queue's background
+        # lane: with 2,000 IrisModels that pass takes half a minute, and a new
+        # change must not wait for all of it.
         finished = (body.get("status") or {}).get("observedGeneration") == meta.get("generation")
         self.work.submit((meta["namespace"], meta["name"]), projection(names.KIND, body),
-                         delay=RESUME_DELAY if finished else None)
+                         delay=RESUME_DELAY if finished else None, background=finished)
 
     def reconcile_latest(self, body: Mapping[str, Any]) -> None:
         """Reconcile the newest queued body; on a transient failure, queue it again after a backoff."""

@@ -122,3 +122,52 @@ def test_many_keys_each_run_once():
     clock.advance(1.0, d)
     assert settled(d)
     assert sorted(seen) == [(i, 2) for i in range(2000)]
+
+
+def test_a_foreground_key_runs_before_background_keys_that_fell_due_earlier():
+    # The restart at scale: finished IrisModels are queued in the background,
+    # and a change made right after the restart must not wait behind them,
+    # neither in the heap nor in the pool's own FIFO queue (keys go to the
+    # pool only when a worker is free).
+    clock, order, lock = FakeClock(), [], threading.Lock()
+    started, release = threading.Semaphore(0), threading.Event()
+
+    def work(key):
+        with lock:
+            order.append(key)
+        if key in ("bg0", "bg1"):
+            started.release()
+            release.wait(5)  # hold both workers while everything else is due
+
+    d = Debouncer(0.0, work, workers=2, clock=clock)
+    for i in range(50):
+        d.submit(f"bg{i}", f"bg{i}", background=True)
+    assert started.acquire(timeout=3) and started.acquire(timeout=3)  # by then bg2..bg49 were due too
+    d.submit("new", "new")
+    release.set()
+    assert settled(d)
+    assert order[:3] == ["bg0", "bg1", "new"] and sorted(order[3:]) == sorted(f"bg{i}" for i in range(2, 50))
+
+
+def test_a_foreground_request_moves_a_background_key_forward_and_never_more_runs_than_workers():
+    clock, order, lock = FakeClock(), [], threading.Lock()
+    active, peak = [0], [0]
+
+    def work(key):
+        with lock:
+            order.append(key)
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.002)  # long enough for runs to overlap if dispatch were unbounded
+        with lock:
+            active[0] -= 1
+
+    d = Debouncer(0.0, work, workers=2, clock=clock)
+    for i in range(40):
+        d.submit(f"bg{i}", f"bg{i}", delay=1.0, background=True)
+    d.submit("bg39", "bg39")  # a real change for a queued resume: foreground now, and due now
+    assert settled(d, left=40 - 1)
+    assert order == ["bg39"]
+    clock.advance(1.0, d)
+    assert settled(d)
+    assert len(order) == 40 and peak[0] <= 2

@@ -170,9 +170,11 @@ class _Queue:
 
     def __init__(self):
         self.submitted: list[tuple] = []
+        self.background: list[bool] = []
 
-    def submit(self, key, value, delay=None):
+    def submit(self, key, value, delay=None, background=False):
         self.submitted.append((key, value["metadata"]["generation"], delay))
+        self.background.append(background)
 
     def pending(self):
         return len(self.submitted)
@@ -244,6 +246,7 @@ def test_after_a_start_a_new_change_goes_before_the_resume_of_finished_objects()
     runtime.model_event(None, finished)  # listed at start, finished by the previous process
     runtime.model_event(None, _model(1))  # created or changed while no operator ran
     assert [delay for _, _, delay in runtime.work.submitted] == [RESUME_DELAY, None]
+    assert runtime.work.background == [True, False]  # and in the queue's background lane
 
 
 def test_a_queued_reconcile_or_resync_does_nothing_on_a_replica_that_no_longer_leads():
