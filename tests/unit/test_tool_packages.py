@@ -62,8 +62,10 @@ TOOLS: dict[str, str] = {
     "dpkg-query": "this test",
 }
 # Provided by the machine this project targets (Debian bookworm with Python
-# 3.11 and Go 1.26), not by the project: they run bootstrap.sh itself.
-MACHINE = {"python3", "go", "bash"}
+# 3.11 and Go 1.26), not by the project: they run bootstrap.sh itself, and
+# git made the checkout it runs from (benchmarks/serving_app.py reads the
+# baseline revision with it).
+MACHINE = {"python3", "go", "bash", "git"}
 # Built by the project from the Go module proxy, or installed into its venv.
 PROJECT_BUILT = {"kubectl", "kops", "kube-apiserver", "kubelet", "containerd", "metrics-server", "coredns"}
 VENV = {"irisop", "bentoml", "moto_server", "py-spy"}
