@@ -19,7 +19,9 @@ and httptools; all serve the same freshly trained model.joblib. All servers
 are started at once, pinned to CPU 0 (taskset, inherited by their worker
 processes); wrk runs pinned to CPU 1. Scenarios (1 and 64 rows at 1 and 16
 connections) are interleaved across servers and repeated --rounds times, so
-background load on the machine hits every server alike. It prints req/s,
+background load on the machine hits every server alike; while one server is
+under load the others are paused (SIGSTOP), so their own timers do not run
+on its core (see ``alone``). It prints req/s,
 p50, p99 and server CPU time per request for each, RSS, every ratio to ours
 and the targets of issue 10 (met / not met; no assertion).
 
@@ -30,6 +32,7 @@ round: it checks that the benchmark runs end to end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -44,7 +47,7 @@ import venv
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import requests
 
@@ -216,6 +219,27 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> str:
     return subprocess.run(argv, check=True, capture_output=True, text=True, timeout=seconds + 30).stdout
 
 
+@contextlib.contextmanager
+def alone(measured: Target, targets: list[Target]) -> Iterator[None]:
+    """The other servers are paused (SIGSTOP to each one's process group) while ``measured`` is under load.
+
+    They share its core, and an idle server is not idle: BentoML's supervisor
+    and MLServer's workers wake up on timers of their own, and each wake-up
+    on the measured server's core is a few ms of tail at one connection.
+    Every one is continued on the way out, whatever happens, so none is left
+    stopped (a stopped process does not act on SIGTERM until continued).
+    """
+    others = [t.pid() for t in targets if t is not measured]
+    try:
+        for pid in others:
+            os.killpg(pid, signal.SIGSTOP)  # ManagedProcess starts each in its own session: pgid == pid
+        yield
+    finally:
+        for pid in others:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGCONT)
+
+
 def run_all(targets: list[Target], work: Path, seconds: int, rounds: int, log: Callable[[str], None]) -> None:
     """Scenarios interleaved across servers, so a noisy neighbour hurts all alike."""
     for target in targets:
@@ -238,9 +262,10 @@ def run_all(targets: list[Target], work: Path, seconds: int, rounds: int, log: C
     for round_no in range(1, rounds + 1):
         for scenario, rows, conns in SCENARIOS:
             for target in targets:
-                cpu_before = cpu_seconds(target.pid())
-                rps, p50, p99, errors, total = parse_wrk(wrk(target.url, scripts[(target.name, rows)], conns, seconds))
-                cpu = (cpu_seconds(target.pid()) - cpu_before) / max(total, 1) * 1e6
+                with alone(target, targets):
+                    cpu_before = cpu_seconds(target.pid())
+                    rps, p50, p99, errors, total = parse_wrk(wrk(target.url, scripts[(target.name, rows)], conns, seconds))
+                    cpu = (cpu_seconds(target.pid()) - cpu_before) / max(total, 1) * 1e6
                 result = Result(target.name, scenario, rows, conns, rps, p50, p99, errors, cpu, round_no)
                 log(
                     f"  r{round_no} {target.name:8s} {scenario:6s} c={conns:<2d} {rps:9.1f} req/s {result.rows_per_s:9.0f} rows/s  "

@@ -107,6 +107,9 @@ def mlserver(port: int, model_dir: str, work: str) -> None:
         "parameters": {"uri": str(Path(model_dir) / "model.joblib")},
     }))
     mlserver_bin = Path(sys.executable).with_name("mlserver")
+    # MLServer keeps its multiprocess metrics in ./.metrics: in the work dir,
+    # not in whatever directory the benchmark was started from.
+    os.chdir(home)
     os.execv(str(mlserver_bin), [str(mlserver_bin), "start", str(home)])
 
 
