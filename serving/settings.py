@@ -111,9 +111,10 @@ def bentoml_config(env: Mapping[str, str] | None = None) -> dict[str, object]:
         # processing time: a backstop that never cuts off an upload first.
         "traffic": {"timeout": sum(timeouts(env))},
     }
-    if untraced_paths(env):
+    untraced = untraced_paths(env)
+    if untraced:
         # A full URL is matched by regex search: anchor on the path.
-        config["tracing"] = {"excluded_urls": [rf"^https?://[^/]+{path}(\?|$)" for path in untraced_paths(env)]}
+        config["tracing"] = {"excluded_urls": [rf"^https?://[^/]+{path}(\?|$)" for path in untraced]}
     return config
 
 

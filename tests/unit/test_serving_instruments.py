@@ -44,6 +44,11 @@ class _Metrics:
         return self._make(prometheus_client.Summary, kw)
 
 
+def _original(replaced: type) -> type:
+    """The library's own class, whether or not ours has been installed in its place."""
+    return getattr(replaced, "replaces", replaced)
+
+
 async def _app(scope: dict, receive: Any, send: Any) -> None:
     status = {"/predict": 200, "/bad": 400, "/healthz": 200}.get(scope["path"], 404)
     await send({"type": "http.response.start", "status": status, "headers": []})
@@ -68,7 +73,7 @@ async def _request(app: Any, path: str) -> None:
 def _recorded(middleware_class: type, paths: list[str], built: list | None = None) -> set[tuple[str, tuple, float]]:
     from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
 
-    original = getattr(RunnerTrafficMetricsMiddleware, "replaces", RunnerTrafficMetricsMiddleware)
+    original = _original(RunnerTrafficMetricsMiddleware)
     cls = middleware_class if middleware_class is original else type("Cached", (middleware_class, original), {})
     metrics = _Metrics()
     middleware = cls(_app, namespace="bentoml_service", skip_paths=["/healthz"])
@@ -89,7 +94,7 @@ def _recorded(middleware_class: type, paths: list[str], built: list | None = Non
 def test_cached_metrics_record_what_bentomls_middleware_records() -> None:
     from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
 
-    original = getattr(RunnerTrafficMetricsMiddleware, "replaces", RunnerTrafficMetricsMiddleware)
+    original = _original(RunnerTrafficMetricsMiddleware)
     paths = ["/predict"] * 3 + ["/bad", "/healthz", "/nowhere", "/predict", "/bad"]
     ours, bentomls = _recorded(CachedTrafficMetrics, paths), _recorded(original, paths)
     assert ours == bentomls
@@ -100,7 +105,7 @@ def test_cached_metrics_record_what_bentomls_middleware_records() -> None:
 def test_the_endpoint_cache_is_bounded_and_every_request_still_counts() -> None:
     from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
 
-    original = getattr(RunnerTrafficMetricsMiddleware, "replaces", RunnerTrafficMetricsMiddleware)
+    original = _original(RunnerTrafficMetricsMiddleware)
     paths = [f"/scan/{i}" for i in range(instruments.MAX_CACHED_ENDPOINTS + 36)]
     built: list = []
     recorded = _recorded(CachedTrafficMetrics, paths, built)
@@ -113,7 +118,7 @@ def test_the_endpoint_cache_is_bounded_and_every_request_still_counts() -> None:
 def _spans(middleware_class: type, excluded: list[str], paths: list[str]) -> list[str]:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    original = getattr(OpenTelemetryMiddleware, "replaces", OpenTelemetryMiddleware)
+    original = _original(OpenTelemetryMiddleware)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -131,7 +136,7 @@ def _spans(middleware_class: type, excluded: list[str], paths: list[str]) -> lis
 def test_untraced_paths_pass_through_and_others_are_traced_as_before() -> None:
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
-    original = getattr(OpenTelemetryMiddleware, "replaces", OpenTelemetryMiddleware)
+    original = _original(OpenTelemetryMiddleware)
     excluded = bentoml_config({})["tracing"]["excluded_urls"]
     ours = type("Untraced", (UntracedPaths, original), {"untraced": frozenset(QUIET_PATHS)})
     paths = ["/predict", "/nowhere", "/healthz", "/predict/x", "/bad"]
