@@ -42,6 +42,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from speedprobe import SpeedProbe  # benchmarks/ is the script's directory, first on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 
 WRITE_VERBS = ("APPLY", "PATCH")  # POST/PUT on our kinds are the benchmark's creates and controllers' updates
@@ -112,6 +114,14 @@ class Cluster:
             key = f"{labels.get('verb')} {labels.get('resource')}" + (
                 "/" + labels["subresource"] if labels.get("subresource") else "")
             totals[key] = totals.get(key, 0) + value
+        return totals
+
+    def watch_events(self) -> dict[str, float]:
+        """Watch events the API server sent, per kind: what every watcher (ours, the controllers') cost it."""
+        totals: dict[str, float] = {}
+        for labels, value in metric_lines(self.raw_get("/metrics"), "apiserver_watch_events_total"):
+            kind = labels.get("resource") or labels.get("kind", "?")
+            totals[kind] = totals.get(kind, 0) + value
         return totals
 
     def quiesce(self, quiet_s: float = 4.0, limit_s: float = 600.0) -> None:
@@ -305,7 +315,7 @@ def profiled(op: Operator, out: Path | None, label: str) -> Iterator[None]:
         return
     out.mkdir(parents=True, exist_ok=True)
     spy = subprocess.Popen([shutil.which("py-spy") or "py-spy", "record", "--pid", str(op.process.pid()),
-                            "--gil", "--format", "raw", "--rate", "25", "-o", str(out / f"{label}.txt")],
+                            "--gil", "--format", "raw", "--rate", "100", "-o", str(out / f"{label}.txt")],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield
@@ -400,7 +410,7 @@ def plain_client(cluster: Cluster, ns: str, n: int, uri: str, sha256: str) -> fl
 
 def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str, sha256: str,
             timeout: float, profile: Path | None, stack: contextlib.ExitStack,
-            services: Callable[[], dict[str, int | None]], plain: bool = True) -> dict[str, Any]:
+            services: Callable[[], dict[str, int | None]], probe: SpeedProbe, plain: bool = True) -> dict[str, Any]:
     from irisop_operator import names
 
     def plain_run() -> tuple[float, dict[str, float]]:
@@ -408,20 +418,24 @@ def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str,
             return float("nan"), {}
         base_ns = cluster.fresh_namespace("plain")
         cpu0, machine0 = cpu_seconds({**services(), "benchmark": os.getpid()}), machine_jiffies()
+        watch0 = cluster.watch_events()
+        begun = time.monotonic()
         seconds = plain_client(cluster, base_ns, n, uri, sha256)
+        window["plain_speed"].append(probe.speed(begun, time.monotonic()))
         window["plain_busy"].append(busy_since(machine0))
         window["plain_cpu"].append(diff(cpu_seconds({**services(), "benchmark": os.getpid()}), cpu0))
         # Let the controllers catch up with the plain client's Deployments, as the
         # operator run waits for them too (quiesce).
         cluster.quiesce()
         cpu = diff(cpu_seconds({**services(), "benchmark": os.getpid()}), cpu0)
+        window["plain_watch"].append({k: round(v / n, 2) for k, v in sorted(diff(cluster.watch_events(), watch0).items())})
         # Gone before the next run, so the controllers' work on the plain
         # client's Deployments does not slow the operator down.
         cluster.delete_namespaces(base_ns)
         return seconds, cpu
 
     # Within each timed window: how busy the machine was, and who used it.
-    window: dict[str, list] = {"plain_busy": [], "plain_cpu": []}
+    window: dict[str, list] = {"plain_busy": [], "plain_cpu": [], "plain_watch": [], "plain_speed": []}
     # The plain client runs before and after the operator: on a shared machine
     # the load drifts, and bracketing keeps the ratio from depending on when.
     base_s, plain_cpu = plain_run()
@@ -433,7 +447,8 @@ def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str,
     lines0, before = op.log_lines(), cluster.writes()
     pids = lambda: {**services(), "operator": op.process.pid()}  # noqa: E731
     cpu0, requests0, machine0 = cpu_seconds(pids()), cluster.requests(), machine_jiffies()
-    started = time.perf_counter()
+    watch0 = cluster.watch_events()
+    started, begun = time.perf_counter(), time.monotonic()
     with profiled(op, profile, f"burst-{n}"):
         with ThreadPoolExecutor(THREADS) as pool:
             list(pool.map(lambda i: cluster.create_model(ns, f"m{i}", uri), range(n)))
@@ -441,12 +456,30 @@ def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str,
         # the API server, and a 1 s poll added ~0.5 s to a ~12 s window that
         # the plain client's own timer does not have. The operator's metrics
         # say when it is worth asking the API server.
-        wait(lambda: op.caught_up(n) and cluster.done(ns, n), timeout, f"{n} IrisModels done", 0.2)
-    op_s = time.perf_counter() - started
+        caught_up_at: list[float] = []
+
+        def finished() -> bool:
+            if not op.caught_up(n):
+                return False
+            at = time.perf_counter()  # n status writes had been sent by now
+            if not cluster.done(ns, n):
+                return False
+            # The window ends when the operator's metrics said done, not after
+            # the three LISTs of n objects that confirm it (~0.3-0.5 s at 500
+            # under load): the plain client's timer pays no such check. A write
+            # still in flight then had to land before the LISTs saw it, so this
+            # is at most one write's latency early.
+            caught_up_at.append(at)
+            return True
+
+        wait(finished, timeout, f"{n} IrisModels done", 0.2)
+    op_s = caught_up_at[0] - started
+    op_speed = probe.speed(begun, time.monotonic())
     op_busy, op_window_cpu = busy_since(machine0), diff(cpu_seconds(pids()), cpu0)
     cluster.quiesce()  # let status follow the Deployment controller's updates
     op_cpu = diff(cpu_seconds(pids()), cpu0)
     requests = sorted(diff(cluster.requests(), requests0).items(), key=lambda kv: -kv[1])
+    watch_events = diff(cluster.watch_events(), watch0)
     print(f"N={n} burst: operator {n / op_s:.1f}/s, plain {n / base_s:.1f}/s; CPU s plain {plain_cpu}, "
           f"operator {op_cpu}; API requests during the operator run: {requests[:12]}", file=sys.stderr, flush=True)
     writes = diff(cluster.writes(), before)
@@ -454,6 +487,7 @@ def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str,
     burst_lines = op.log_lines() - lines0
     rss = op.rss_mib()
     reconcile_ms = op.reconcile_means_ms()
+    joined = sum(v for _, v in metric_lines(op.metrics(), "irisop_artifact_reads_joined_total"))
 
     op.process.stop()
     base_after_s, _ = plain_run()
@@ -501,8 +535,19 @@ def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str,
         "operator_per_s": round(n / op_s, 1),
         "plain_per_s": round(2 * n / (base_s + base_after_s), 1),
         "ratio": round((base_s + base_after_s) / 2 / op_s, 2),
+        # The CPU's speed in each window (SpeedProbe), and the ratio of the
+        # windows' work (length x speed): the same comparison with the
+        # machine's drift between the windows taken out.
+        "speed_plain": [round(v, 2) for v in window["plain_speed"]],
+        "speed_operator": round(op_speed, 2),
+        "ratio_speed_normalized": round(
+            (base_s * window["plain_speed"][0] + base_after_s * window["plain_speed"][-1]) / 2 / (op_s * op_speed), 2)
+        if plain else float("nan"),
         "writes_per_model": round(total_writes / n, 2),
         "writes_by_kind": writes,
+        # Every watch event the API server sent from the burst until the writes were quiet, per model.
+        "watch_events_per_model": {k: round(v / n, 2) for k, v in sorted(watch_events.items())},
+        "plain_watch_events_per_model": window["plain_watch"],
         "events": events,
         "log_lines_per_model": round(burst_lines / n, 2),
         "resync_writes_per_model": round(sum(resync.values()) / n, 3),
@@ -514,6 +559,7 @@ def measure(cluster: Cluster, work: Path, env: dict[str, str], n: int, uri: str,
         "rss_mib": round(rss, 1),
         "rss_after_restart_mib": round(rss_after, 1),
         "reconcile_mean_ms": reconcile_ms,
+        "artifact_fetches_joined": joined,  # fetches that shared another's S3 reads (singleflight.py)
         # Within the timed windows only: the machine's busy fraction (1.0 = both
         # cores all the time) and CPU seconds per component.
         "machine_busy_plain": window["plain_busy"],
@@ -562,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
         kubeconfig = plane.up()
         watchdog = Watchdog(plane)
         stack.callback(watchdog.stop)  # runs before plane.destroy (LIFO)
+        probe = SpeedProbe()
+        stack.callback(probe.stop)
         moto_port = free_port()
         moto = moto_server(moto_port, home=work)
         stack.callback(moto.stop)
@@ -583,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
             for n in args.sizes:
                 for _ in range(args.repeat):
                     row = measure(cluster, work, env, n, uri, meta["sha256"], args.timeout, args.profile, stack,
-                                  lambda: {**plane.status(), "moto": moto.pid()}, plain=not args.no_plain)
+                                  lambda: {**plane.status(), "moto": moto.pid()}, probe, plain=not args.no_plain)
                     row["control_plane_restarts"] = list(watchdog.restarts)
                     watchdog.restarts.clear()
                     results.append(row)
@@ -597,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
 
     for row in results:
         print(f"N={row['n']}: operator {row['operator_per_s']}/s vs plain client {row['plain_per_s']}/s "
-              f"(ratio {row['ratio']}x); {row['writes_per_model']} writes/model; "
+              f"(ratio {row['ratio']}x; speed-normalized {row['ratio_speed_normalized']}x, CPU speed plain "
+              f"{row['speed_plain']}, operator {row['speed_operator']}); {row['writes_per_model']} writes/model; "
               f"{row['log_lines_per_model']} log lines/model; events {row['events']}; "
               f"restart: {row['resync_writes_per_model']} writes/model, {row['log_lines_per_resync']} log lines/model, "
               f"all resumed in {row['restart_resumed_all_s']} s, restart -> new model handled "
@@ -609,8 +658,10 @@ def main(argv: list[str] | None = None) -> int:
                  if row["control_plane_restarts"] else ""))
     for n in args.sizes:
         ratios = [row["ratio"] for row in results if row["n"] == n]
+        normalized = [row["ratio_speed_normalized"] for row in results if row["n"] == n]
         if len(ratios) > 1:
-            print(f"N={n}: ratios {ratios}, median {statistics.median(ratios):.2f}x")
+            print(f"N={n}: ratios {ratios}, median {statistics.median(ratios):.2f}x; speed-normalized {normalized}, "
+                  f"median {statistics.median(normalized):.2f}x")
     if not args.smoke:
         print("targets: " + ", ".join(f"{k} {'>=' if k == 'ratio' else '<='} {v}" for k, v in TARGETS.items()))
     return 0

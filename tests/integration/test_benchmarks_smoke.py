@@ -9,6 +9,7 @@ test_benchmark_local_cluster.py, run by whoever owns the node.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -60,6 +61,7 @@ def _carrying(marker: bytes) -> list[str]:
 def test_operator_scale_smoke():
     out = run_benchmark("operator_scale.py", "--smoke", timeout=600)
     assert "N=3: operator" in out and "restart -> new model handled" in out, out
+    assert re.search(r"speed-normalized [\d.]+x", out), out  # the CPU-speed probe sampled both windows
 
 
 def test_image_pipeline_smoke():
@@ -75,6 +77,7 @@ def test_serving_smoke():
     out = run_benchmark("serving.py", "--smoke", timeout=600)
     # Smoke: the comparison ran end to end (ratios printed); no thresholds.
     assert "every ratio to ours (irisop)" in out and "targets (issue 10):" in out, out
+    assert "the same, speed-normalized:" in out and " nan " not in out, out
 
 
 def test_serving_app_smoke():

@@ -52,6 +52,24 @@ def test_startup_keeps_one_runtime_in_kopfs_memo(monkeypatch):
                 not name.startswith("__")], "process state must live in the memo, not in module globals"
 
 
+def test_no_change_handler_is_registered_so_kopf_builds_no_diff_base(monkeypatch):
+    # kopf's change handlers read the diff-base that NoDiffBase does not build:
+    # adding one must fail here, not silently never fire.
+    registry = kopf.get_default_registry()
+    resource = kopf.Resource(names.GROUP, names.VERSION, names.PLURAL, kind=names.KIND, namespaced=True)
+    assert registry._watching.has_handlers(resource=resource)  # the one event handler is seen
+    assert not registry._changing.has_handlers(resource=resource)
+    assert not registry._spawning.has_handlers(resource=resource)
+    monkeypatch.setattr(handlers, "get_settings", lambda: Settings(metrics_port=0))
+    monkeypatch.setattr(Runtime, "start", lambda self, namespaces=(): None)
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings=settings, memo=kopf.Memo())
+    storage = settings.persistence.diffbase_storage
+    assert isinstance(storage, handlers.NoDiffBase)
+    body = kopf.Body({"metadata": {"name": "iris", "annotations": {"x": "y"}}, "spec": {"a": 1}, "status": {}})
+    assert storage.build(body=body) is None and storage.fetch(body=body) is None
+
+
 def _deployment_body() -> dict:
     owner = Owner(name="iris", namespace="ml", uid="u1")
     desired = build_children(owner, parse_spec({"model": {"uri": "s3://b/iris/"}}), IMAGE, SHA)["Deployment"]
